@@ -1,0 +1,111 @@
+# shellcheck shell=sh disable=SC2034
+# (SC2034: load_base sets BASE_* variables for the scripts that source this file)
+# ci/lib.sh - helpers sourced by every ci/ script. Not executable on its own.
+#
+# Paths (override from the environment):
+#   DEVEXCL_CACHE  downloads and the private apt state (default /var/cache/devexcl)
+#   DEVEXCL_WORK   extracted trees and kernel builds   (default /var/tmp/devexcl)
+#   DEVEXCL_OUT    results: logs, KTAP, JUnit, reports  (default <repo>/out)
+
+TOP=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
+DEVEXCL_CACHE=${DEVEXCL_CACHE:-/var/cache/devexcl}
+DEVEXCL_WORK=${DEVEXCL_WORK:-/var/tmp/devexcl}
+DEVEXCL_OUT=${DEVEXCL_OUT:-$TOP/out}
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+export TOP DEVEXCL_CACHE DEVEXCL_WORK DEVEXCL_OUT JOBS
+
+: "${DEVEXCL_T0:=$(date +%s)}"
+export DEVEXCL_T0
+
+elapsed() {
+	s=$(($(date +%s) - DEVEXCL_T0))
+	printf '%dm%02ds' $((s / 60)) $((s % 60))
+}
+
+# step "what is being done": progress line for long work
+step() {
+	printf '==> %s (%s)\n' "$*" "$(elapsed)"
+}
+
+info() {
+	printf '    %s\n' "$*"
+}
+
+# die "what" "why" [log]: the one error format of the pipeline
+die() {
+	if [ -n "${3:-}" ]; then
+		printf 'error: %s: %s (log: %s)\n' "$1" "$2" "$3" >&2
+	else
+		printf 'error: %s: %s\n' "$1" "$2" >&2
+	fi
+	exit 1
+}
+
+need_tool() {
+	command -v "$1" >/dev/null 2>&1 ||
+		die "missing tool $1" "install the Debian package '$2' (apt-get install $2)"
+}
+
+# load_base NAME: read bases/NAME into BASE_* variables
+load_base() {
+	f=$TOP/bases/$1
+	if [ ! -f "$f" ]; then
+		printf 'error: unknown base %s; valid bases:\n' "$1" >&2
+		list_bases >&2
+		exit 1
+	fi
+	BASE_NAME=$1
+	BASE_CI=apply
+	BASE_KIND=
+	BASE_VERSION=
+	BASE_KERNELVERSION=
+	APT_PACKAGE=
+	APT_VERSION=
+	APT_FILE=
+	APT_SHA256=
+	SERIES=
+	CONFIGS=
+	# shellcheck disable=SC1090
+	. "$f"
+	if [ -z "$APT_FILE" ] || [ -z "$APT_SHA256" ] || [ -z "$BASE_KIND" ]; then
+		die "base $1" "bases/$1 lacks BASE_KIND, APT_FILE or APT_SHA256"
+	fi
+}
+
+list_bases() {
+	for f in "$TOP"/bases/*; do
+		[ -f "$f" ] || continue
+		desc=$(sed -n 's/^# *//p' "$f" | head -n 1)
+		printf '  %-16s %s\n' "$(basename "$f")" "$desc"
+	done
+}
+
+# tree/build locations of one base variant (stock | patched)
+tree_dir() {
+	echo "$DEVEXCL_WORK/tree/$1-$2"
+}
+
+build_dir() {
+	echo "$DEVEXCL_WORK/build/$1-$2"
+}
+
+series_file() {
+	echo "$TOP/series/$1.series"
+}
+
+# series_rev SERIES: short content hash of the series and its patches
+series_rev() {
+	sf=$(series_file "$1")
+	{
+		cat "$sf"
+		grep -v '^[[:space:]]*#' "$sf" | while read -r p _; do
+			[ -n "$p" ] && cat "$TOP/patches/$p"
+		done
+	} | sha256sum | cut -c1-12
+}
+
+# record {pass|fail|skip} NAME [NOTE]: one pipeline check result for ci/report
+record() {
+	mkdir -p "$DEVEXCL_OUT"
+	printf '%s %s %s\n' "$1" "$2" "${3:-}" >>"$DEVEXCL_OUT/checks.txt"
+}
