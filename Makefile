@@ -1,0 +1,50 @@
+# devexcl front door: targets call ci/ scripts, the scripts hold the logic.
+# BASE names a file in bases/ (make bases lists them).
+
+DEFAULT_BASE := 5.10.223
+BASE ?=
+
+.PHONY: help bases deps fetch kernel check matrix bisect-check checkpatch shellcheck selftest clean
+
+help:
+	@echo "make kernel [BASE=$(DEFAULT_BASE)]   fetch BASE, apply its series, build the patched debug kernel"
+	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
+	@echo "make matrix                  same as make check over every base (report in out/report/)"
+	@echo "make bisect-check BASE=...   every prefix of the series builds (slow, on demand)"
+	@echo "make checkpatch | shellcheck | selftest | bases | deps | clean"
+
+bases:
+	@for f in bases/*; do printf '  %-12s %s\n' "$${f#bases/}" "$$(sed -n '1s/^# *//p' $$f)"; done
+
+deps:
+	sh ci/install-deps
+
+fetch:
+	sh ci/fetch-base $(or $(BASE),$(DEFAULT_BASE))
+
+kernel: deps
+	sh ci/apply $(or $(BASE),$(DEFAULT_BASE)) patched
+	sh ci/configure $(or $(BASE),$(DEFAULT_BASE)) patched
+	sh ci/build-kernel $(or $(BASE),$(DEFAULT_BASE)) patched
+
+check:
+	@rm -f out/.check-rc; mkdir -p out
+	sh ci/check $(BASE); echo $$? >out/.check-rc; exit $$(cat out/.check-rc)
+
+matrix:
+	sh ci/check
+
+bisect-check: deps
+	sh ci/bisect-check $(or $(BASE),$(DEFAULT_BASE))
+
+checkpatch:
+	sh ci/checkpatch 5.10
+
+shellcheck:
+	shellcheck -x ci/lib.sh ci/guest/init .ci/run $$(grep -l '^#!/bin/sh' ci/*)
+
+selftest:
+	sh ci/selftest
+
+clean:
+	rm -rf out
