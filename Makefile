@@ -4,10 +4,11 @@
 DEFAULT_BASE := 5.10.223
 BASE ?=
 
-.PHONY: help bases deps fetch kernel check matrix bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel deb check matrix bisect-check checkpatch shellcheck selftest clean
 
 help:
-	@echo "make kernel [BASE=$(DEFAULT_BASE)]   fetch BASE, apply its series, build the patched debug kernel"
+	@echo "make deb [BASE=$(DEFAULT_BASE)]      main job: fetch BASE, apply its series, build and package the kernel (.deb)"
+	@echo "make kernel [BASE=$(DEFAULT_BASE)]   the same without packaging"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
 	@echo "make matrix                  same as make check over every base (report in out/report/)"
 	@echo "make bisect-check BASE=...   every prefix of the series builds (slow, on demand)"
@@ -26,6 +27,9 @@ kernel: deps
 	sh ci/apply $(or $(BASE),$(DEFAULT_BASE)) patched
 	sh ci/configure $(or $(BASE),$(DEFAULT_BASE)) patched
 	sh ci/build-kernel $(or $(BASE),$(DEFAULT_BASE)) patched
+
+deb: kernel
+	sh ci/build-deb $(or $(BASE),$(DEFAULT_BASE))
 
 check:
 	@rm -f out/.check-rc; mkdir -p out

@@ -80,13 +80,40 @@ list_bases() {
 	done
 }
 
-# tree/build locations of one base variant (stock | patched)
+# One source tree and one build directory per base: the patched variant is the stock
+# tree with the series pushed in place, so its build is incremental on the stock build.
 tree_dir() {
-	echo "$DEVEXCL_WORK/tree/$1-$2"
+	echo "$DEVEXCL_WORK/tree/$1"
 }
 
 build_dir() {
-	echo "$DEVEXCL_WORK/build/$1-$2"
+	echo "$DEVEXCL_WORK/build/$1"
+}
+
+# what a variant's build produced: bzImage, test_hmm.ko, config, kernelrelease, series rev
+art_dir() {
+	echo "$DEVEXCL_WORK/artifacts/$1-$2"
+}
+
+# the base's own (unpatched) test sources: hmm-tests.c, the harness, test_hmm_uapi.h
+stock_tests_dir() {
+	echo "$DEVEXCL_WORK/stock-tests/$1"
+}
+
+# tree_state BASE: "stock", a series revision, or nothing (no tree)
+tree_state() {
+	cat "$(tree_dir "$1")/.devexcl-series" 2>/dev/null || true
+}
+
+# require_state BASE VARIANT: the tree must be in the state of VARIANT
+require_state() {
+	st=$(tree_state "$1")
+	case $2:$st in
+	stock:stock) ;;
+	patched:stock | patched:) die "$1-$2" "the tree is not patched; run ci/apply $1 patched" ;;
+	patched:*) ;;
+	*) die "$1-$2" "the tree is not the stock tree (state '${st:-none}'); run ci/apply $1 stock" ;;
+	esac
 }
 
 series_file() {
