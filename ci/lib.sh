@@ -65,6 +65,7 @@ load_base() {
 	APT_SHA256=
 	SERIES=
 	CONFIGS=
+	COMPILE_USERS=no
 	# shellcheck disable=SC1090
 	. "$f"
 	if [ -z "$APT_FILE" ] || [ -z "$APT_SHA256" ] || [ -z "$BASE_KIND" ]; then
