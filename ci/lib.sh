@@ -66,6 +66,9 @@ load_base() {
 	SERIES=
 	CONFIGS=
 	COMPILE_USERS=no
+	APIS_STOCK=
+	APIS_PATCHED=
+	XFAIL_STOCK=
 	# shellcheck disable=SC1090
 	. "$f"
 	if [ -z "$APT_FILE" ] || [ -z "$APT_SHA256" ] || [ -z "$BASE_KIND" ]; then
@@ -115,6 +118,26 @@ require_state() {
 	patched:*) ;;
 	*) die "$1-$2" "the tree is not the stock tree (state '${st:-none}'); run ci/apply $1 stock" ;;
 	esac
+}
+
+# apis_of VARIANT: the device-exclusive APIs the loaded base promises for VARIANT
+apis_of() {
+	if [ "$1" = patched ]; then
+		echo "$APIS_PATCHED"
+	else
+		echo "$APIS_STOCK"
+	fi
+}
+
+# hmm_tests_subdir TREE: the selftests directory holding hmm-tests.c (vm or mm)
+hmm_tests_subdir() {
+	for d in mm vm; do
+		if [ -f "$1/tools/testing/selftests/$d/hmm-tests.c" ]; then
+			echo "$d"
+			return 0
+		fi
+	done
+	return 1
 }
 
 series_file() {

@@ -11,6 +11,8 @@
  *   runner NAME        run NAME; exit 0 pass, 4 skip (reason on stdout), 1 fail
  *
  * DEVEXCL_TEST_TIMEOUT (seconds) overrides the harness's per-test timeout.
+ * Build with -DDEVEXCL_HARNESS_EXIT_CODE for harnesses that report through
+ * __test_metadata.exit_code (6.x and later) instead of .passed/.skip (5.10).
  *
  * Build: cc -static -DTEST_SOURCE='"<tree>/tools/testing/selftests/vm/hmm-tests.c"' \
  *        -I<tree>/tools/testing/selftests -I<tree>/lib runner.c ...
@@ -67,11 +69,20 @@ int main(int argc, char **argv)
 					t->timeout = atoi(tmo);
 				t->results = results;
 				__run_test(f, v, t);
+#ifdef DEVEXCL_HARNESS_EXIT_CODE
+				/* 6.x+ harness: the result is t->exit_code */
+				if (t->exit_code == KSFT_SKIP) {
+					printf("# SKIP %s\n", results->reason);
+					return 4;
+				}
+				return t->exit_code == KSFT_PASS ? 0 : 1;
+#else
 				if (t->skip) {
 					printf("# SKIP %s\n", results->reason);
 					return 4;
 				}
 				return t->passed ? 0 : 1;
+#endif
 			}
 		}
 	}
