@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * xgpu compat layer: thin wrappers over the kernel APIs whose shape differs
+ * between the kernels xgpu builds on.  The HAVE_* defines come from
+ * xgpu_config.h, written by ./configure from the probes in config/.
+ *
+ * xgpu_make_exclusive() makes the page mapped at @addr device-exclusive
+ * for @owner and returns it locked and referenced, or an ERR_PTR;
+ * xgpu_exclusive_done() unlocks and releases it.  Called with
+ * mmap_read_lock(mm) held.  With both APIs (devexcl's 6.1/6.12 series) the
+ * newer page API is used.
+ */
+#ifndef XGPU_COMPAT_H
+#define XGPU_COMPAT_H
+
+#include <linux/highmem.h>
+#include <linux/mm.h>
+#include <linux/pagemap.h>
+#include <linux/rmap.h>
+
+#include "xgpu_config.h"
+
+#ifndef HAVE_HMM_RANGE_FAULT
+#error "xgpu needs CONFIG_MMU_NOTIFIER and CONFIG_HMM_MIRROR (see xgpu_config.log)"
+#endif
+
+#if defined(HAVE_MAKE_DEVICE_EXCLUSIVE)
+#define XGPU_API		XGPU_API_PAGE
+#define XGPU_API_NAME		"make_device_exclusive"
+
+static inline struct page *xgpu_make_exclusive(struct mm_struct *mm,
+					       unsigned long addr, void *owner)
+{
+	struct folio *folio;
+
+	return make_device_exclusive(mm, addr, owner, &folio);
+}
+
+static inline void xgpu_exclusive_done(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	folio_unlock(folio);
+	folio_put(folio);
+}
+
+#elif defined(HAVE_MAKE_DEVICE_EXCLUSIVE_RANGE)
+#define XGPU_API		XGPU_API_RANGE
+#define XGPU_API_NAME		"make_device_exclusive_range"
+
+static inline struct page *xgpu_make_exclusive(struct mm_struct *mm,
+					       unsigned long addr, void *owner)
+{
+	struct page *page = NULL;
+	int n;
+
+	n = make_device_exclusive_range(mm, addr, addr + PAGE_SIZE, &page,
+					owner);
+	if (n < 0)
+		return ERR_PTR(n);
+	/* Found but not converted: raced with a PTE change, try again. */
+	if (!n || !page)
+		return ERR_PTR(-EAGAIN);
+	return page;
+}
+
+static inline void xgpu_exclusive_done(struct page *page)
+{
+	unlock_page(page);
+	put_page(page);
+}
+
+#else
+#define XGPU_API		XGPU_API_NONE
+#define XGPU_API_NAME		"none"
+
+static inline struct page *xgpu_make_exclusive(struct mm_struct *mm,
+					       unsigned long addr, void *owner)
+{
+	return ERR_PTR(-EOPNOTSUPP);
+}
+
+static inline void xgpu_exclusive_done(struct page *page)
+{
+}
+#endif
+
+/*
+ * Short-lived kernel mapping of a page.  Kernels before kmap_local_page()
+ * (5.11) are supported without CONFIG_HIGHMEM only, where every page has a
+ * permanent kernel address.
+ */
+#if !defined(HAVE_KMAP_LOCAL_PAGE) && defined(CONFIG_HIGHMEM)
+#error "xgpu needs kmap_local_page() on CONFIG_HIGHMEM kernels"
+#endif
+
+static inline void *xgpu_kmap(struct page *page)
+{
+#ifdef HAVE_KMAP_LOCAL_PAGE
+	return kmap_local_page(page);
+#else
+	return page_address(page);
+#endif
+}
+
+static inline void xgpu_kunmap(void *addr)
+{
+#ifdef HAVE_KMAP_LOCAL_PAGE
+	kunmap_local(addr);
+#endif
+}
+
+#endif /* XGPU_COMPAT_H */
