@@ -15,6 +15,7 @@
 
 #include <linux/highmem.h>
 #include <linux/mm.h>
+#include <linux/mmu_notifier.h>
 #include <linux/pagemap.h>
 #include <linux/rmap.h>
 
@@ -84,6 +85,36 @@ static inline void xgpu_exclusive_done(struct page *page)
 {
 }
 #endif
+
+/*
+ * The driver's own conversions arrive as MMU_NOTIFY_EXCLUSIVE with its
+ * owner cookie (5.14; devexcl 5.10).  A kernel without the event (stock
+ * 5.10) cannot convert a page either, so there is nothing to filter.
+ */
+#if defined(HAVE_MAKE_DEVICE_EXCLUSIVE) || defined(HAVE_MAKE_DEVICE_EXCLUSIVE_RANGE)
+#ifndef HAVE_MMU_NOTIFY_EXCLUSIVE
+#error "a device-exclusive API without MMU_NOTIFY_EXCLUSIVE (see xgpu_config.log)"
+#endif
+#endif
+
+static inline bool xgpu_event_exclusive(const struct mmu_notifier_range *range)
+{
+#ifdef HAVE_MMU_NOTIFY_EXCLUSIVE
+	return range->event == MMU_NOTIFY_EXCLUSIVE;
+#else
+	return false;
+#endif
+}
+
+static inline bool xgpu_event_own(const struct mmu_notifier_range *range,
+				  void *owner)
+{
+#ifdef HAVE_MMU_NOTIFY_EXCLUSIVE
+	return range->event == MMU_NOTIFY_EXCLUSIVE && range->owner == owner;
+#else
+	return false;
+#endif
+}
 
 /*
  * Short-lived kernel mapping of a page.  Kernels before kmap_local_page()

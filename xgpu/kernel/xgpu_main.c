@@ -64,8 +64,9 @@ MODULE_PARM_DESC(engine_inline,
 static int xgpu_owner_cookie;
 #define XGPU_OWNER ((void *)&xgpu_owner_cookie)
 
-/**
- * struct xgpu_stats_ctr - counters of a context, lockless (atomic64_t)
+/*
+ * struct xgpu_stats_ctr - counters of a context, lockless (atomic64_t);
+ * the fields are those of struct xgpu_stats in the UAPI header.
  */
 struct xgpu_stats_ctr {
 	atomic64_t acquisitions;
@@ -142,9 +143,11 @@ struct xgpu_device {
 
 static struct xgpu_device xgpu_dev;
 
-static unsigned int xgpu_revoke_cause(enum mmu_notifier_event event)
+static unsigned int xgpu_revoke_cause(const struct mmu_notifier_range *range)
 {
-	switch (event) {
+	if (xgpu_event_exclusive(range))
+		return XGPU_REVOKE_EXCLUSIVE;
+	switch (range->event) {
 	case MMU_NOTIFY_UNMAP:
 		return XGPU_REVOKE_UNMAP;
 	case MMU_NOTIFY_CLEAR:
@@ -159,8 +162,6 @@ static unsigned int xgpu_revoke_cause(enum mmu_notifier_event event)
 		return XGPU_REVOKE_RELEASE;
 	case MMU_NOTIFY_MIGRATE:
 		return XGPU_REVOKE_MIGRATE;
-	case MMU_NOTIFY_EXCLUSIVE:
-		return XGPU_REVOKE_EXCLUSIVE;
 	default:
 		return XGPU_REVOKE_OTHER;
 	}
@@ -193,8 +194,7 @@ static bool xgpu_invalidate(struct mmu_interval_notifier *mni,
 	 * Our own request to make a page exclusive: nothing to revoke, and
 	 * bumping the sequence would make the acquire loop retry forever.
 	 */
-	if (range->event == MMU_NOTIFY_EXCLUSIVE &&
-	    range->owner == XGPU_OWNER) {
+	if (xgpu_event_own(range, XGPU_OWNER)) {
 		atomic64_inc(&ctx->stats.self_events);
 		return true;
 	}
@@ -212,7 +212,7 @@ static bool xgpu_invalidate(struct mmu_interval_notifier *mni,
 
 	atomic64_inc(&ctx->stats.invalidations);
 	if (n)
-		atomic64_add(n, &ctx->stats.revoked[xgpu_revoke_cause(range->event)]);
+		atomic64_add(n, &ctx->stats.revoked[xgpu_revoke_cause(range)]);
 	return true;
 }
 

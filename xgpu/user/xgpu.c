@@ -9,6 +9,10 @@
  *       -f <calls>     ioctl fuzzer calls (default 100000)
  *       -u             last, unload the module with pages device-owned
  *                      (runs "rmmod xgpu")
+ *       -l             list the test names, one per line
+ *       -r <name>      run only test <name>: exit 0 pass, 4 skip (reason
+ *                      on a "# SKIP" line), 1 fail (what failed on a "#"
+ *                      line), 2 unknown name
  *   xgpu bench [-t <seconds>]  acquisition, fast path, ping-pong; a table
  *                              and "bench:" key=value lines
  */
@@ -33,11 +37,23 @@
 
 #define PAGE		4096UL
 #define HPAGE		(2UL << 20)
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+
+/*
+ * Flags and words shared between threads (and with the device): explicit
+ * atomic accesses, the userspace counterparts of the kernel's READ_ONCE(),
+ * WRITE_ONCE(), smp_load_acquire() and smp_store_release().
+ */
+#define READ_ONCE(x)		__atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define WRITE_ONCE(x, v)	__atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define LOAD_ACQUIRE(x)		__atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define STORE_RELEASE(x, v)	__atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
 
 static double opt_seconds = 2.0;
 static int opt_threads = 2;
 static long opt_fuzz = 100000;
 static bool opt_unload;
+static const char *opt_run;
 
 static int dev_fd = -1;
 static uint64_t bm1[1];		/* QUERY bitmap scratch for one word */
@@ -224,7 +240,7 @@ static int test_atomic_ops_return_old_values_u32_u64(void)
 
 struct race {
 	uint64_t *ctr;		/* NCOUNTERS u64, 64 bytes apart */
-	volatile int stop;
+	int stop;		/* READ_ONCE()/WRITE_ONCE() */
 	uint64_t cpu_adds[64];
 	uint64_t dev_adds;
 	int dev_err;
@@ -240,7 +256,7 @@ static void *cpu_adder(void *p)
 	struct cpu_arg *a = p;
 	uint64_t n = 0;
 
-	while (!a->r->stop) {
+	while (!READ_ONCE(a->r->stop)) {
 		__atomic_fetch_add(&a->r->ctr[(n % NCOUNTERS) * 8], 1,
 				   __ATOMIC_SEQ_CST);
 		n++;
@@ -284,7 +300,7 @@ static int atomic_add_race(int thp)
 			break;
 		}
 	}
-	r.stop = 1;
+	WRITE_ONCE(r.stop, 1);
 	for (i = 0; i < opt_threads; i++) {
 		pthread_join(th[i], NULL);
 		total += r.cpu_adds[i];
@@ -326,7 +342,7 @@ struct lockmem {
 
 struct lock_arg {
 	struct lockmem *m;
-	volatile int *stop;
+	int *stop;		/* READ_ONCE()/WRITE_ONCE() */
 	uint64_t n;
 };
 
@@ -335,7 +351,7 @@ static void *cpu_locker(void *p)
 	struct lock_arg *a = p;
 	struct lockmem *m = a->m;
 
-	while (!*a->stop) {
+	while (!READ_ONCE(*a->stop)) {
 		uint32_t zero = 0;
 
 		if (!__atomic_compare_exchange_n(&m->lock, &zero, 1, false,
@@ -358,7 +374,7 @@ static int test_cmpxchg_spinlock_shared_cpu_device_no_violation(void)
 	struct lockmem *m;
 	struct lock_arg args[64];
 	pthread_t th[64];
-	volatile int stop = 0;
+	int stop = 0;
 	uint64_t dev_n = 0, cpu_n = 0, xy[2];
 	int i, err = 0;
 	double end;
@@ -399,7 +415,7 @@ static int test_cmpxchg_spinlock_shared_cpu_device_no_violation(void)
 						   &m->lock, 0, 0, NULL)) == -EAGAIN)
 			err = 0;
 	}
-	stop = 1;
+	WRITE_ONCE(stop, 1);
 	for (i = 0; i < opt_threads; i++) {
 		pthread_join(th[i], NULL);
 		cpu_n += args[i].n;
@@ -437,7 +453,7 @@ static int test_acquire_query_release(void)
 
 static int test_cpu_touch_revokes_device_entry(void)
 {
-	volatile uint64_t *mem = map_anon(HPAGE, 0);
+	uint64_t *mem = map_anon(HPAGE, 0);
 	struct xgpu_stats s0, s1;
 	uint64_t bm[1], old;
 
@@ -454,7 +470,8 @@ static int test_cpu_touch_revokes_device_entry(void)
 	CHECK(s1.fastpath_hits == s0.fastpath_hits + 1, "no fast-path hit");
 	CHECK(s1.self_events > 0, "own MMU_NOTIFY_EXCLUSIVE not seen");
 	/* CPU touch */
-	CHECK(mem[0] == 6, "CPU read %llu", (unsigned long long)mem[0]);
+	old = READ_ONCE(mem[0]);
+	CHECK(old == 6, "CPU read %llu", (unsigned long long)old);
 	xgpu_stats(dev_fd, &s1);
 	CHECK(xgpu_query(dev_fd, (void *)mem, 1, bm) == 0, "still owned");
 	CHECK(xgpu_stats_revoked(&s1) > xgpu_stats_revoked(&s0),
@@ -700,7 +717,7 @@ static uint64_t fuzz_addr(char *arena, size_t len)
 
 	switch (rnd() % 8) {
 	case 0:
-		return special[rnd() % (sizeof(special) / sizeof(special[0]))];
+		return special[rnd() % ARRAY_SIZE(special)];
 	case 1:
 		return (uintptr_t)arena + rnd() % len;
 	default:
@@ -961,9 +978,50 @@ static const struct {
 	TEST(test_module_unload_with_device_owned_pages),
 };
 
+#define NTESTS ((int)ARRAY_SIZE(tests))
+
+static void list_tests(void)
+{
+	int i;
+
+	for (i = 0; i < NTESTS; i++)
+		printf("%s\n", tests[i].name);
+}
+
+/*
+ * One test by name, for runners that give each test its own process and
+ * timeout (the devexcl guest): exit 0 pass, 4 skip (kselftest's KSFT_SKIP),
+ * 1 fail, 2 unknown name.
+ */
+static int run_one(const char *name)
+{
+	int i, r;
+
+	for (i = 0; i < NTESTS; i++)
+		if (!strcmp(tests[i].name, name))
+			break;
+	if (i == NTESTS) {
+		fprintf(stderr, "xgpu: no test named '%s' (xgpu selftest -l)\n",
+			name);
+		return 2;
+	}
+	t_reason[0] = 0;
+	fflush(stdout);
+	r = tests[i].fn();
+	if (r == T_SKIP) {
+		printf("# SKIP %s\n", t_reason);
+		return 4;
+	}
+	if (r == T_FAIL) {
+		printf("# %s: %s\n", name, t_reason);
+		return 1;
+	}
+	return 0;
+}
+
 static int cmd_selftest(void)
 {
-	int n = sizeof(tests) / sizeof(tests[0]), i, fails = 0;
+	int n = NTESTS, i, fails = 0;
 
 	printf("KTAP version 1\n1..%d\n", n);
 	printf("# xgpu: api %s, features %#x\n", xgpu_api_name(dev_info.api),
@@ -994,20 +1052,21 @@ static int cmd_selftest(void)
 /* ---- bench --------------------------------------------------------- */
 
 struct pp {
-	volatile uint64_t *word;
-	volatile int turn;	/* 0: CPU, 1: device */
-	volatile int stop;
+	uint64_t *word;
+	int turn;	/* 0: CPU, 1: device; LOAD_ACQUIRE()/STORE_RELEASE() */
+	int stop;	/* READ_ONCE()/WRITE_ONCE() */
 };
 
 static void *pp_cpu(void *p)
 {
 	struct pp *pp = p;
 
-	while (!pp->stop) {
-		if (pp->turn != 0)
+	while (!READ_ONCE(pp->stop)) {
+		if (LOAD_ACQUIRE(pp->turn) != 0)
 			continue;
-		(*pp->word)++;	/* CPU touch: revokes the device entry */
-		pp->turn = 1;
+		/* CPU touch: revokes the device entry */
+		WRITE_ONCE(*pp->word, READ_ONCE(*pp->word) + 1);
+		STORE_RELEASE(pp->turn, 1);
 	}
 	return NULL;
 }
@@ -1114,17 +1173,17 @@ static int cmd_bench(void)
 	iters = 0;
 	t0 = now();
 	while (now() - t0 < opt_seconds) {
-		while (pp.turn != 1)
+		while (LOAD_ACQUIRE(pp.turn) != 1)
 			;
 		if (xgpu_atomic1(dev_fd, XGPU_OP_ADD, 8, (void *)pp.word, 1, 0,
 				 NULL))
 			break;
-		pp.turn = 0;
+		STORE_RELEASE(pp.turn, 0);
 		iters++;
 	}
 	pingpong = (now() - t0) / (iters ? iters : 1) * 1e6;
-	pp.stop = 1;
-	pp.turn = 0;
+	WRITE_ONCE(pp.stop, 1);
+	STORE_RELEASE(pp.turn, 0);
 	pthread_join(th, NULL);
 	munmap(mem, HPAGE);
 
@@ -1142,9 +1201,12 @@ static int cmd_bench(void)
 	if (inline_us >= 0)
 		printf("%-40s %14.2f\n", "ATOMIC 1 op, fast path, inline (us)",
 		       inline_us);
-	printf("bench: api=%s acquire_4k_pps=%.0f acquire_thp_pps=%.0f fastpath_ops=%.0f pingpong_us=%.2f info_us=%.2f atomic1_us=%.2f atomic1_inline_us=%.2f\n",
-	       xgpu_api_name(dev_info.api), acq[0], acq[1], fast, pingpong,
-	       info_us, op_us, inline_us);
+	/* one line, parsed by ci/report: keep the keys stable */
+	printf("bench: api=%s acquire_4k_pps=%.0f acquire_thp_pps=%.0f",
+	       xgpu_api_name(dev_info.api), acq[0], acq[1]);
+	printf(" fastpath_ops=%.0f pingpong_us=%.2f info_us=%.2f",
+	       fast, pingpong, info_us);
+	printf(" atomic1_us=%.2f atomic1_inline_us=%.2f\n", op_us, inline_us);
 	return 0;
 }
 
@@ -1163,11 +1225,12 @@ static int cmd_info(void)
 	return 0;
 }
 
-static void usage(void)
+static void print_usage(void)
 {
 	fprintf(stderr,
 		"usage: xgpu info\n"
 		"       xgpu selftest [-t seconds] [-k threads] [-f fuzz-calls] [-u]\n"
+		"                     [-l | -r test]\n"
 		"       xgpu bench [-t seconds]\n");
 	exit(2);
 }
@@ -1178,10 +1241,10 @@ int main(int argc, char **argv)
 	int c, ret;
 
 	if (argc < 2)
-		usage();
+		print_usage();
 	cmd = argv[1];
 	optind = 2;
-	while ((c = getopt(argc, argv, "t:k:f:u")) != -1) {
+	while ((c = getopt(argc, argv, "t:k:f:ulr:")) != -1) {
 		switch (c) {
 		case 't':
 			opt_seconds = atof(optarg);
@@ -1189,7 +1252,7 @@ int main(int argc, char **argv)
 		case 'k':
 			opt_threads = atoi(optarg);
 			if (opt_threads < 1 || opt_threads > 64)
-				usage();
+				print_usage();
 			break;
 		case 'f':
 			opt_fuzz = atol(optarg);
@@ -1197,8 +1260,16 @@ int main(int argc, char **argv)
 		case 'u':
 			opt_unload = true;
 			break;
+		case 'l':
+			if (strcmp(cmd, "selftest"))
+				print_usage();
+			list_tests();	/* needs no device */
+			return 0;
+		case 'r':
+			opt_run = optarg;
+			break;
 		default:
-			usage();
+			print_usage();
 		}
 	}
 	dev_fd = xgpu_open();
@@ -1215,9 +1286,9 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "info"))
 		return cmd_info();
 	if (!strcmp(cmd, "selftest"))
-		return cmd_selftest();
+		return opt_run ? run_one(opt_run) : cmd_selftest();
 	if (!strcmp(cmd, "bench"))
 		return cmd_bench();
-	usage();
+	print_usage();
 	return 2;
 }
