@@ -69,11 +69,25 @@ load_base() {
 	APIS_STOCK=
 	APIS_PATCHED=
 	XFAIL_STOCK=
+	KREL=
+	DEB_VERSION=
+	PKGS=
 	# shellcheck disable=SC1090
 	. "$f"
-	if [ -z "$APT_FILE" ] || [ -z "$APT_SHA256" ] || [ -z "$BASE_KIND" ]; then
+	if [ "$BASE_KIND" = debian-kernel ]; then
+		# Debian's own kernel packages, tested as they are (no source, no series)
+		if [ -z "$KREL" ] || [ -z "$DEB_VERSION" ] || [ -z "$PKGS" ]; then
+			die "base $1" "bases/$1 lacks KREL, DEB_VERSION or PKGS"
+		fi
+	elif [ -z "$APT_FILE" ] || [ -z "$APT_SHA256" ] || [ -z "$BASE_KIND" ]; then
 		die "base $1" "bases/$1 lacks BASE_KIND, APT_FILE or APT_SHA256"
 	fi
+}
+
+# need_source_base: die unless the loaded base is a source base (one that can be built)
+need_source_base() {
+	[ "$BASE_KIND" != debian-kernel ] ||
+		die "base $BASE_NAME" "bases/$BASE_NAME is Debian's kernel package $DEB_VERSION, tested as is: there is no source to patch or build (valid source bases: $(grep -L '^BASE_KIND=debian-kernel' "$TOP"/bases/* | xargs -n1 basename | tr '\n' ' '))"
 }
 
 list_bases() {
