@@ -72,6 +72,7 @@ load_base() {
 	KREL=
 	DEB_VERSION=
 	PKGS=
+	BUILD_SUITE=
 	# shellcheck disable=SC1090
 	. "$f"
 	if [ "$BASE_KIND" = debian-kernel ]; then
