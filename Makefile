@@ -4,11 +4,12 @@
 DEFAULT_BASE := 5.10.223
 BASE ?=
 
-.PHONY: help bases deps fetch kernel deb check matrix bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel deb xgpu-deb check matrix bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb [BASE=$(DEFAULT_BASE)]      main job: fetch BASE, apply its series, build and package the kernel (.deb)"
 	@echo "make kernel [BASE=$(DEFAULT_BASE)]   the same without packaging"
+	@echo "make xgpu-deb                the xgpu-dkms and xgpu-tools packages (lintian-checked)"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
 	@echo "make matrix [BASE=...]       the full matrix: builds and boots every base (CI's make check builds a subset)"
 	@echo "make bisect-check BASE=...   every prefix of the series builds (slow, on demand)"
@@ -31,6 +32,9 @@ kernel: deps
 deb: kernel
 	sh ci/build-deb $(or $(BASE),$(DEFAULT_BASE))
 
+xgpu-deb: deps
+	sh ci/build-xgpu-deb
+
 check:
 	@rm -f out/.check-rc; mkdir -p out
 	sh ci/check $(BASE); echo $$? >out/.check-rc; exit $$(cat out/.check-rc)
@@ -45,7 +49,10 @@ bisect-check: deps
 checkpatch:
 	for s in series/*.series; do s=$${s#series/}; sh ci/checkpatch $${s%.series} || exit 1; done
 
-shellcheck:
+shellxgpu-deb: deps
+	sh ci/build-xgpu-deb
+
+check:
 	shellcheck -x ci/lib.sh ci/guest/init ci/guest/xgpu-runner ci/guest/xgpu-bench-runner .ci/run xgpu/kernel/configure xgpu/scripts/guest-selftest $$(grep -l '^#!/bin/sh' ci/* 2>/dev/null)
 
 selftest:

@@ -14,7 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../include/uapi/xgpu.h"
+/* installed next to it as xgpu/uapi/xgpu.h; in the tree: -I../include */
+#include "uapi/xgpu.h"
 
 /* Open /dev/xgpu (or $XGPU_DEV).  Returns the fd or -errno. */
 int xgpu_open(void);
