@@ -49,10 +49,7 @@ bisect-check: deps
 checkpatch:
 	for s in series/*.series; do s=$${s#series/}; sh ci/checkpatch $${s%.series} || exit 1; done
 
-shellxgpu-deb: deps
-	sh ci/build-xgpu-deb
-
-check:
+shellcheck:
 	shellcheck -x ci/lib.sh ci/guest/init ci/guest/xgpu-runner ci/guest/xgpu-bench-runner .ci/run xgpu/kernel/configure xgpu/scripts/guest-selftest $$(grep -l '^#!/bin/sh' ci/* 2>/dev/null)
 
 selftest:
