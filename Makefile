@@ -3,11 +3,15 @@
 
 DEFAULT_BASE := 5.10.223
 BASE ?=
+# test: the tiny debug config (QEMU tests, CI); or a Debian flavour of the base (make bases)
+FLAVOUR ?= test
+export FLAVOUR
 
 .PHONY: help bases deps fetch kernel deb xgpu-deb check matrix bisect-check checkpatch shellcheck selftest clean
 
 help:
-	@echo "make deb [BASE=$(DEFAULT_BASE)]      main job: fetch BASE, apply its series, build and package the kernel (.deb)"
+	@echo "make deb [BASE=$(DEFAULT_BASE)] [FLAVOUR=test]   main job: fetch BASE, apply its series, build and package the kernel (.deb)"
+	@echo "                             FLAVOUR=<flavour>: Debian's own config of that flavour (debian11: cloud-amd64, amd64)"
 	@echo "make kernel [BASE=$(DEFAULT_BASE)]   the same without packaging"
 	@echo "make xgpu-deb                the xgpu-dkms and xgpu-tools packages (lintian-checked)"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"

@@ -73,6 +73,8 @@ load_base() {
 	DEB_VERSION=
 	PKGS=
 	BUILD_SUITE=
+	DEB_ABI=
+	DEB_FLAVOURS=
 	# shellcheck disable=SC1090
 	. "$f"
 	if [ "$BASE_KIND" = debian-kernel ]; then
@@ -83,6 +85,7 @@ load_base() {
 	elif [ -z "$APT_FILE" ] || [ -z "$APT_SHA256" ] || [ -z "$BASE_KIND" ]; then
 		die "base $1" "bases/$1 lacks BASE_KIND, APT_FILE or APT_SHA256"
 	fi
+	check_flavour
 }
 
 # need_source_base: die unless the loaded base is a source base (one that can be built)
@@ -99,19 +102,59 @@ list_bases() {
 	done
 }
 
-# One source tree and one build directory per base: the patched variant is the stock
-# tree with the series pushed in place, so its build is incremental on the stock build.
+# FLAVOUR: the kernel configuration. "test" (default): the tiny debug config the QEMU
+# tests boot; otherwise a Debian flavour the base lists in DEB_FLAVOURS (Debian's own
+# config of that flavour + the feature fragment), built in the base's Debian release.
+FLAVOUR=${FLAVOUR:-test}
+export FLAVOUR
+# the suffix of names (logs, packages) for FLAVOUR: "" for test, "-<flavour>" otherwise
+FLSUFFIX=
+[ "$FLAVOUR" = test ] || FLSUFFIX=-$FLAVOUR
+
+# One source tree and one build directory per base (and per flavour other than test):
+# the patched variant is the stock tree with the series pushed in place, so its build is
+# incremental on the stock build.
 tree_dir() {
 	echo "$DEVEXCL_WORK/tree/$1"
 }
 
 build_dir() {
-	echo "$DEVEXCL_WORK/build/$1"
+	if [ "$FLAVOUR" = test ]; then
+		echo "$DEVEXCL_WORK/build/$1"
+	else
+		echo "$DEVEXCL_WORK/build/$1-$FLAVOUR"
+	fi
 }
 
 # what a variant's build produced: bzImage, test_hmm.ko, config, kernelrelease, series rev
 art_dir() {
-	echo "$DEVEXCL_WORK/artifacts/$1-$2"
+	if [ "$FLAVOUR" = test ]; then
+		echo "$DEVEXCL_WORK/artifacts/$1-$2"
+	else
+		echo "$DEVEXCL_WORK/artifacts/$1-$2-$FLAVOUR"
+	fi
+}
+
+# check_flavour: die unless FLAVOUR is test or one of the loaded base's DEB_FLAVOURS
+check_flavour() {
+	[ "$FLAVOUR" = test ] && return 0
+	for fl in $DEB_FLAVOURS; do
+		[ "${fl%%:*}" = "$FLAVOUR" ] && return 0
+	done
+	die "flavour $FLAVOUR" "not a flavour of base $BASE_NAME; valid: test$(for fl in $DEB_FLAVOURS; do printf ' %s' "${fl%%:*}"; done)"
+}
+
+# kmake ARG...: make for the kernel; for a Debian flavour inside the base's Debian release
+# (BUILD_SUITE, ci/in-rootfs), with its compiler, as Debian builds it
+# with the compiler named as in Debian's config (CONFIG_CC_VERSION_TEXT: "gcc-10 ..."), so
+# that the config records the same compiler
+kmake() {
+	if [ "$FLAVOUR" != test ] && [ -n "$BUILD_SUITE" ]; then
+		cc=$(sed -n 's/^CONFIG_CC_VERSION_TEXT="\([^ ]*\) .*/\1/p' "$(build_dir "$BASE_NAME")/config.debian" 2>/dev/null)
+		sh "$TOP/ci/in-rootfs" "$BUILD_SUITE" make ${cc:+CC="$cc"} "$@"
+	else
+		make "$@"
+	fi
 }
 
 # the base's own (unpatched) test sources: hmm-tests.c, the harness, test_hmm_uapi.h
