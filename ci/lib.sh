@@ -218,3 +218,11 @@ record() {
 	mkdir -p "$DEVEXCL_OUT"
 	printf '%s %s %s\n' "$1" "$2" "${3:-}" >>"$DEVEXCL_OUT/checks.txt"
 }
+
+# xgpu_source_tar DIR: the sources of xgpu/ (no build outputs) as a tar on stdout, under
+# the directory name DIR: what the .deb and RPM builds start from
+xgpu_source_tar() {
+	(cd "$TOP" && tar --transform "s,^xgpu,$1," --exclude='*.o' --exclude='*.a' --exclude='*.ko' \
+		--exclude=xgpu/user/xgpu --exclude='*.cmd' --exclude='*.mod*' --exclude=xgpu_config.h \
+		--exclude=xgpu_config.log --exclude=Module.symvers --exclude=modules.order -cf - xgpu)
+}
