@@ -144,16 +144,23 @@ check_flavour() {
 	die "flavour $FLAVOUR" "not a flavour of base $BASE_NAME; valid: test$(for fl in $DEB_FLAVOURS; do printf ' %s' "${fl%%:*}"; done)"
 }
 
-# kmake ARG...: make for the kernel; for a Debian flavour inside the base's Debian release
-# (BUILD_SUITE, ci/in-rootfs), with its compiler, as Debian builds it
-# with the compiler named as in Debian's config (CONFIG_CC_VERSION_TEXT: "gcc-10 ..."), so
-# that the config records the same compiler
+# kmake ARG...: make for the kernel tree of the loaded base. A base with BUILD_SUITE is
+# built inside that Debian release (ci/in-rootfs) with its compiler, whatever the flavour:
+# its packages' host programs (linux-headers: fixdep, modpost) must run there, and every
+# make on one build directory must see the same compiler (Kconfig records it). A Debian
+# flavour names the compiler as Debian's config does (CONFIG_CC_VERSION_TEXT "gcc-10 ..."),
+# so that the config records the same compiler.
 kmake() {
-	if [ "$FLAVOUR" != test ] && [ -n "$BUILD_SUITE" ]; then
+	cc=
+	if [ "$FLAVOUR" != test ]; then
 		cc=$(sed -n 's/^CONFIG_CC_VERSION_TEXT="\([^ ]*\) .*/\1/p' "$(build_dir "$BASE_NAME")/config.debian" 2>/dev/null)
+		[ -z "$cc" ] || command -v "$cc" >/dev/null 2>&1 || [ -n "$BUILD_SUITE" ] ||
+			die "build $BASE_NAME-$FLAVOUR" "Debian built this config with $cc; install it (apt-get install $cc) or set BUILD_SUITE in bases/$BASE_NAME"
+	fi
+	if [ -n "$BUILD_SUITE" ]; then
 		sh "$TOP/ci/in-rootfs" "$BUILD_SUITE" make ${cc:+CC="$cc"} "$@"
 	else
-		make "$@"
+		make ${cc:+CC="$cc"} "$@"
 	fi
 }
 
@@ -225,4 +232,28 @@ xgpu_source_tar() {
 	(cd "$TOP" && tar --transform "s,^xgpu,$1," --exclude='*.o' --exclude='*.a' --exclude='*.ko' \
 		--exclude=xgpu/user/xgpu --exclude='*.cmd' --exclude='*.mod*' --exclude=xgpu_config.h \
 		--exclude=xgpu_config.log --exclude=Module.symvers --exclude=modules.order -cf - xgpu)
+}
+
+# bind_into ROOT DIR...: bind-mount each DIR at the same path inside ROOT (creating it
+# there), remembered in $mounted for unbind_all; a DIR already mounted there is left alone.
+mounted=
+bind_into() {
+	_root=$1
+	shift
+	for _d in "$@"; do
+		mkdir -p "$_d" "$_root$_d"
+		if ! mountpoint -q "$_root$_d"; then
+			mount --bind "$_d" "$_root$_d" ||
+				die "chroot $_root" "cannot bind-mount $_d (needs root and mount privileges)"
+			mounted="$_root$_d $mounted"
+		fi
+	done
+}
+
+# unbind_all: undo bind_into, innermost first (for an EXIT trap)
+unbind_all() {
+	for _m in $mounted; do
+		umount "$_m" 2>/dev/null || umount -l "$_m" 2>/dev/null || true
+	done
+	mounted=
 }
