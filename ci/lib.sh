@@ -257,3 +257,21 @@ unbind_all() {
 	done
 	mounted=
 }
+
+# remove_tree DIR...: rm -rf that never reaches through a mount: whatever is still mounted
+# under DIR (a bind mount of /dev left by an interrupted chroot step) is unmounted first,
+# and DIR is refused if that fails; rm stays on DIR's own file system.
+remove_tree() {
+	for _t in "$@"; do
+		[ -e "$_t" ] || continue
+		_t=$(CDPATH='' cd -- "$_t" && pwd -P)
+		# shellcheck disable=SC2013 # (mount points here have no blanks)
+		for _m in $(awk -v t="$_t/" 'index($2 "/", t) == 1 { print $2 }' /proc/mounts | sort -r); do
+			umount "$_m" 2>/dev/null || umount -l "$_m" 2>/dev/null || true
+		done
+		if awk -v t="$_t/" 'index($2 "/", t) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
+			die "remove $_t" "something is still mounted under it (see /proc/mounts); not removing"
+		fi
+		rm -rf --one-file-system "$_t"
+	done
+}
