@@ -7,12 +7,14 @@ BASE ?=
 FLAVOUR ?= test
 export FLAVOUR
 
-.PHONY: help bases deps fetch kernel deb xgpu-deb check matrix bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel deb rpm install-test-rpm xgpu-deb check matrix bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb [BASE=$(DEFAULT_BASE)] [FLAVOUR=test]   main job: fetch BASE, apply its series, build and package the kernel (.deb)"
 	@echo "                             FLAVOUR=<flavour>: Debian's own config of that flavour (debian11: cloud-amd64, amd64)"
 	@echo "make kernel [BASE=$(DEFAULT_BASE)]   the same without packaging"
+	@echo "make rpm [BASE=$(DEFAULT_BASE)]      the kernel RPMs (kernel-devexcl, -devel) with rpmbuild, test config only (rpmlint-checked)"
+	@echo "make install-test-rpm [BASE=...]  after make rpm: kmod-xgpu against the -devel payload, install into an empty root, boot, xgpu selftest, erase"
 	@echo "make xgpu-deb                the xgpu-dkms and xgpu-tools packages (lintian-checked)"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
 	@echo "make matrix [BASE=...]       the full matrix: builds and boots every base (CI's make check builds a subset)"
@@ -36,6 +38,13 @@ kernel: deps
 deb: kernel
 	sh ci/build-deb $(or $(BASE),$(DEFAULT_BASE))
 
+# rpmbuild builds the kernel itself from the base tarball + series (not from make kernel)
+rpm: deps
+	sh ci/build-rpm $(or $(BASE),$(DEFAULT_BASE))
+
+install-test-rpm: deps
+	sh ci/install-test-rpm $(or $(BASE),$(DEFAULT_BASE))
+
 xgpu-deb: deps
 	sh ci/build-xgpu-deb
 
@@ -54,7 +63,7 @@ checkpatch:
 	for s in series/*.series; do s=$${s#series/}; sh ci/checkpatch $${s%.series} || exit 1; done
 
 shellcheck:
-	shellcheck -x ci/lib.sh ci/guest/init ci/guest/xgpu-runner ci/guest/xgpu-bench-runner .ci/run xgpu/kernel/configure xgpu/scripts/guest-selftest $$(grep -l '^#!/bin/sh' ci/* 2>/dev/null)
+	shellcheck -x ci/lib.sh ci/guest/init ci/guest/xgpu-runner ci/guest/xgpu-bench-runner ci/guest/install-check .ci/run xgpu/kernel/configure xgpu/scripts/guest-selftest $$(grep -l '^#!/bin/sh' ci/* 2>/dev/null)
 
 selftest:
 	sh ci/selftest
