@@ -275,3 +275,40 @@ remove_tree() {
 		rm -rf --one-file-system "$_t"
 	done
 }
+
+# qemu_guest RUN LIMIT QEMU-ARGS...: boot a test guest under QEMU, TCG unless DEVEXCL_ACCEL
+# says otherwise (/dev/kvm exists here but KVM guests hang), 2 CPUs, 2 GiB, no display,
+# for at most LIMIT seconds. The console (ttyS0) goes to RUN/console.log, the guest's KTAP
+# (ttyS1) to RUN/ktap.txt, both with the serial port's CRLF turned into LF; QEMU's own
+# output to RUN/qemu.log; boot_seconds is added to RUN/meta. Returns QEMU's exit status
+# (124 or 137: LIMIT passed).
+qemu_guest() {
+	_run=$1
+	_limit=$2
+	shift 2
+	: >"$_run/console.log"
+	: >"$_run/ktap.txt"
+	_t0=$(date +%s)
+	set +e
+	timeout -k 10 "$_limit" qemu-system-x86_64 -accel "${DEVEXCL_ACCEL:-tcg}" -smp 2 -m 2048 \
+		-display none -vga none -monitor none -no-reboot \
+		-serial "file:$_run/console.log" -serial "file:$_run/ktap.txt" "$@" >"$_run/qemu.log" 2>&1
+	_rc=$?
+	set -e
+	echo "boot_seconds=$(($(date +%s) - _t0))" >>"$_run/meta"
+	for _f in "$_run/console.log" "$_run/ktap.txt"; do
+		tr -d '\r' <"$_f" >"$_f.tmp" && mv "$_f.tmp" "$_f"
+	done
+	return $_rc
+}
+
+# guest_reports RUN WHAT: 0 when RUN/console.log has no kernel report (BUG, WARNING,
+# lockdep, KASAN...: ci/scan-log); otherwise 1, after an error naming WHAT and the log,
+# with the first 20 report lines, on stderr. The reports are kept in RUN/splats.txt.
+guest_reports() {
+	sh "$TOP/ci/scan-log" "$1/console.log" >"$1/splats.txt" || true
+	[ -s "$1/splats.txt" ] || return 0
+	printf 'error: %s: kernel reports in the guest log (log: %s):\n' "$2" "$1/console.log" >&2
+	head -n 20 "$1/splats.txt" | sed 's/^/    /' >&2
+	return 1
+}
