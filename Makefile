@@ -3,6 +3,14 @@
 
 DEFAULT_BASE := 5.10.223
 BASE ?=
+# make deb without BASE and FLAVOUR (README's main command): Debian 11's kernel with
+# Debian's cloud-amd64 config + the series and the feature (README: Packages)
+DEB_DEFAULT_BASE := debian11
+DEB_DEFAULT_FLAVOUR := cloud-amd64
+ifeq ($(origin FLAVOUR)$(BASE),undefined)
+deb: BASE := $(DEB_DEFAULT_BASE)
+deb: FLAVOUR := $(DEB_DEFAULT_FLAVOUR)
+endif
 # test: the tiny debug config (QEMU tests, CI); or a Debian flavour of the base (make bases)
 FLAVOUR ?= test
 export FLAVOUR
@@ -10,8 +18,9 @@ export FLAVOUR
 .PHONY: help bases deps fetch kernel deb rpm install-test-rpm xgpu-deb check matrix bisect-check checkpatch shellcheck selftest clean
 
 help:
-	@echo "make deb [BASE=$(DEFAULT_BASE)] [FLAVOUR=test]   main job: fetch BASE, apply its series, build and package the kernel (.deb)"
-	@echo "                             FLAVOUR=<flavour>: Debian's own config of that flavour (debian11: cloud-amd64, amd64)"
+	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
+	@echo "make deb BASE=... [FLAVOUR=test]  any base; FLAVOUR=test (default when BASE or FLAVOUR is given): the tiny debug config CI boots;"
+	@echo "                             FLAVOUR=<flavour>: Debian's own config of that flavour (debian11: cloud-amd64, amd64; debian12: cloud-amd64, amd64)"
 	@echo "make kernel [BASE=$(DEFAULT_BASE)]   the same without packaging"
 	@echo "make rpm [BASE=$(DEFAULT_BASE)]      the kernel RPMs (kernel-devexcl, -devel) with rpmbuild, test config only (rpmlint-checked)"
 	@echo "make install-test-rpm [BASE=...]  after make rpm: kmod-xgpu against the -devel payload, install into an empty root, boot, xgpu selftest, erase"
