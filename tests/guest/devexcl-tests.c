@@ -1646,10 +1646,11 @@ TEST_F_TIMEOUT(devexcl, exclusive_ksm_keeps_data, 90)
  * notifier tells the driver), and test_hmm's EXCLUSIVE reads its mirror
  * back after mapping the range: a revoke in between fails the ioctl.
  * This test is about what exiting holders give back, not about that
- * window, and its 68 children take 70k pages: in two of three full CI
- * runs on 6.12 one child's EXCLUSIVE failed once (never in 19 runs of
- * the test alone).  So a child tries up to LEAK_TRIES times, printing
- * each failure with its errno; it fails when every try fails.
+ * window, and its 68 children take 70k pages: in two of three full
+ * pipeline runs on 6.12 one child's EXCLUSIVE failed once (errno not
+ * recorded then; never in 19 runs of the test alone), likely that race.
+ * So a child tries up to LEAK_TRIES times, printing each failure with
+ * its errno; it fails when every try fails.
  */
 #define LEAK_TRIES	3
 static int exclusive_child(unsigned int round)
