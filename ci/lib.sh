@@ -22,13 +22,6 @@ elapsed() {
 	printf '%dm%02ds' $((s / 60)) $((s % 60))
 }
 
-# phase NAME: the time since the start of the run, at the end of the phase NAME of
-# make check (ci/report prints the time of each phase)
-phase() {
-	mkdir -p "$DEVEXCL_OUT"
-	printf '%s %s\n' "$(($(date +%s) - DEVEXCL_T0))" "$1" >>"$DEVEXCL_OUT/phases.txt"
-}
-
 # step "what is being done": progress line for long work
 step() {
 	printf '==> %s (%s)\n' "$*" "$(elapsed)"
