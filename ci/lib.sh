@@ -94,6 +94,13 @@ need_source_base() {
 		die "base $BASE_NAME" "bases/$BASE_NAME is Debian's kernel package $DEB_VERSION, tested as is: there is no source to patch or build (valid source bases: $(grep -L '^BASE_KIND=debian-kernel' "$TOP"/bases/* | xargs -n1 basename | tr '\n' ' '))"
 }
 
+# need_series_base WHAT: die unless the loaded base carries a devexcl series (a patched
+# kernel exists for it); WHAT names the step. Checked before any fetch or build.
+need_series_base() {
+	[ -n "$SERIES" ] ||
+		die "$1 $BASE_NAME" "bases/$BASE_NAME names no SERIES: it is tested as its stock kernel only, there is no patched (devexcl) kernel to build or package for it (bases with a series: $(grep -l '^SERIES=[^[:space:]]' "$TOP"/bases/* | xargs -n1 basename | tr '\n' ' ' | sed 's/ $//'))"
+}
+
 list_bases() {
 	for f in "$TOP"/bases/*; do
 		[ -f "$f" ] || continue
