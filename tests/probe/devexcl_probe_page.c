@@ -15,7 +15,7 @@
 
 static int probe_make_exclusive(struct mm_struct *mm, unsigned long start,
 				unsigned int npages, void *owner,
-				u32 *made, int *first_errno)
+				unsigned int hold_ms, u32 *made, int *first_errno)
 {
 	unsigned long end = start + ((unsigned long)npages << PAGE_SHIFT);
 	unsigned long addr;
@@ -35,6 +35,8 @@ static int probe_make_exclusive(struct mm_struct *mm, unsigned long start,
 		}
 
 		(*made)++;
+		if (hold_ms)
+			probe_hold(mm, hold_ms);
 		folio_unlock(folio);
 		folio_put(folio);
 	}

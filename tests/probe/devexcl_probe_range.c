@@ -17,7 +17,7 @@
 
 static int probe_make_exclusive(struct mm_struct *mm, unsigned long start,
 				unsigned int npages, void *owner,
-				u32 *made, int *first_errno)
+				unsigned int hold_ms, u32 *made, int *first_errno)
 {
 	unsigned long end = start + ((unsigned long)npages << PAGE_SHIFT);
 	unsigned long addr = start;
@@ -49,6 +49,8 @@ static int probe_make_exclusive(struct mm_struct *mm, unsigned long start,
 			if (!pages[i])
 				continue;
 			(*made)++;
+			if (hold_ms)
+				probe_hold(mm, hold_ms);
 			unlock_page(pages[i]);
 			put_page(pages[i]);
 		}

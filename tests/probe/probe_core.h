@@ -20,6 +20,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/atomic.h>
+#include <linux/delay.h>
 #include <linux/errno.h>
 #include <linux/fs.h>
 #include <linux/kernel.h>
@@ -51,6 +52,7 @@ struct probe_ctx {
 	struct mutex seq_lock;		/* mmu_interval_set_seq() */
 	atomic64_t self_events;
 	atomic64_t invalidations;
+	atomic64_t unaligned;
 };
 
 /*
@@ -63,20 +65,39 @@ static int probe_owner_cookie;
 /*
  * Implemented by the including file with its kernel API.  Called with
  * mmap_read_lock(mm) held.  Makes [start, start + npages pages) device
- * exclusive as far as it can, unlocks and releases every page it got, adds
- * the pages made exclusive to *made and stores the positive errno of the
- * first failure in *first_errno (if still 0).  Returns 0, or a negative
- * errno when the call as a whole must fail (-ENOMEM, -EINTR).
+ * exclusive as far as it can (start need not be page-aligned), calls
+ * probe_hold(mm, hold_ms) for every page it got if hold_ms is not 0, unlocks
+ * and releases every page it got, adds the pages made exclusive to *made and
+ * stores the positive errno of the first failure in *first_errno (if still
+ * 0).  Returns 0, or a negative errno when the call as a whole must fail
+ * (-ENOMEM, -EINTR).
  */
 static int probe_make_exclusive(struct mm_struct *mm, unsigned long start,
 				unsigned int npages, void *owner,
-				u32 *made, int *first_errno);
+				unsigned int hold_ms, u32 *made, int *first_errno);
+
+/*
+ * DEVEXCL_PROBE_EXCL_HOLD: called with mmap_read_lock(mm) and the lock of a
+ * page just made device-exclusive held.  Models a driver programming its
+ * device: the mmap_lock is dropped, the page stays locked for hold_ms (a
+ * signal ends that early), then the mmap_lock is taken again the way a
+ * driver revalidating its VMA takes it.  Returns with the mmap_lock held.
+ */
+static void probe_hold(struct mm_struct *mm, unsigned int hold_ms)
+{
+	mmap_read_unlock(mm);
+	msleep_interruptible(hold_ms);
+	mmap_read_lock(mm);
+}
 
 static bool probe_invalidate(struct mmu_interval_notifier *mni,
 			     const struct mmu_notifier_range *range,
 			     unsigned long cur_seq)
 {
 	struct probe_ctx *ctx = container_of(mni, struct probe_ctx, notifier);
+
+	if (!PAGE_ALIGNED(range->start) || !PAGE_ALIGNED(range->end))
+		atomic64_inc(&ctx->unaligned);
 
 	/*
 	 * Our own request to make pages exclusive: nothing of ours to revoke,
@@ -139,19 +160,29 @@ static long probe_ioctl_exclusive(struct probe_ctx *ctx, void __user *uarg)
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
-	if (arg.size != sizeof(arg) || arg.flags || arg.reserved)
+	if (arg.size != sizeof(arg) || arg.flags & ~DEVEXCL_PROBE_EXCL_FLAGS)
 		return -EINVAL;
-	if (!PAGE_ALIGNED(arg.addr) || !arg.npages ||
-	    arg.npages > DEVEXCL_PROBE_MAX_PAGES)
+	if (arg.flags & DEVEXCL_PROBE_EXCL_HOLD) {
+		if (arg.npages != 1 || !arg.hold_ms ||
+		    arg.hold_ms > DEVEXCL_PROBE_MAX_HOLD_MS)
+			return -EINVAL;
+	} else if (arg.hold_ms) {
+		return -EINVAL;
+	}
+	if (!(arg.flags & DEVEXCL_PROBE_EXCL_UNALIGNED) &&
+	    !PAGE_ALIGNED(arg.addr))
+		return -EINVAL;
+	if (!arg.npages || arg.npages > DEVEXCL_PROBE_MAX_PAGES)
 		return -EINVAL;
 
 	start = arg.addr;
 	end = start + ((unsigned long)arg.npages << PAGE_SHIFT);
-	if (start != arg.addr || end < start || end > TASK_SIZE)
+	if (start != arg.addr || end < start || PAGE_ALIGN(end) > TASK_SIZE)
 		return -EINVAL;
 
 	mutex_lock(&ctx->ioctl_lock);
-	ret = probe_register(ctx, start, end);
+	/* The notifier covers whole pages, whatever the API is passed. */
+	ret = probe_register(ctx, start & PAGE_MASK, PAGE_ALIGN(end));
 	if (ret)
 		goto out_unlock;
 
@@ -159,7 +190,7 @@ static long probe_ioctl_exclusive(struct probe_ctx *ctx, void __user *uarg)
 	if (ret)
 		goto out_unlock;
 	ret = probe_make_exclusive(ctx->mm, start, arg.npages, PROBE_OWNER,
-				   &made, &first_errno);
+				   arg.hold_ms, &made, &first_errno);
 	mmap_read_unlock(ctx->mm);
 
 out_unlock:
@@ -186,6 +217,7 @@ static long probe_ioctl_stats(struct probe_ctx *ctx, void __user *uarg)
 	st.api = PROBE_API;
 	st.self_events = atomic64_read(&ctx->self_events);
 	st.invalidations = atomic64_read(&ctx->invalidations);
+	st.unaligned = atomic64_read(&ctx->unaligned);
 	if (copy_to_user(uarg, &st, sizeof(st)))
 		return -EFAULT;
 	return 0;
@@ -226,6 +258,7 @@ static int probe_open(struct inode *inode, struct file *file)
 	mutex_init(&ctx->seq_lock);
 	atomic64_set(&ctx->self_events, 0);
 	atomic64_set(&ctx->invalidations, 0);
+	atomic64_set(&ctx->unaligned, 0);
 	mmgrab(current->mm);
 	ctx->mm = current->mm;
 	file->private_data = ctx;
