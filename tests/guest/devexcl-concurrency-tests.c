@@ -287,4 +287,162 @@ TEST_F(conc, unaligned_address_converts_its_page_with_aligned_ranges)
 	ASSERT_EQ(0, munmap(buf, len));
 }
 
+/*
+ * Stress: two driver threads (each with its own context) make random pages
+ * of a THP exclusive, one page per call, on the same range; two CPU threads
+ * read random words (faults race to restore the same entries); one thread
+ * splits every THP (debugfs split_huge_pages) as soon as the entries of one
+ * are gone.  Each round maps a fresh THP-eligible 2 MiB region.  Every read
+ * must see the pattern; the kernel checks the references and locks (DEBUG_VM,
+ * lockdep, KASAN; any report fails the run).
+ */
+#define STRESS_SECONDS	6
+#define STRESS_ROUND_MS	500
+#define SPLIT_HPAGES	"/sys/kernel/debug/split_huge_pages"
+
+struct stress {
+	const char *api;
+	char *volatile buf;	/* region of the current round */
+	volatile int stop;	/* end of the current round */
+	volatile int done;	/* end of the test */
+	volatile long bad_reads;
+	volatile long made, calls, reads, splits;
+	volatile int errors;
+	pthread_barrier_t round_start, round_end;
+};
+
+static unsigned int xorshift(unsigned int *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 17;
+	*s ^= *s << 5;
+	return *s;
+}
+
+static void *stress_maker(void *p)
+{
+	struct stress *st = p;
+	struct devexcl_probe_exclusive ex;
+	unsigned int seed = (unsigned int)(uintptr_t)&ex | 1;
+	const unsigned long n = HPAGE_SIZE / psize();
+	int fd = probe_open(st->api);
+
+	if (fd < 0)
+		st->errors++;
+	for (;;) {
+		pthread_barrier_wait(&st->round_start);
+		if (st->done)
+			break;
+		while (!st->stop && fd >= 0) {
+			unsigned long i = xorshift(&seed) % n;
+
+			if (probe_exclusive(fd, st->buf + i * psize(), 1, &ex))
+				st->errors++;
+			st->calls++;
+			st->made += ex.made;
+		}
+		pthread_barrier_wait(&st->round_end);
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static void *stress_reader(void *p)
+{
+	struct stress *st = p;
+	unsigned int seed = (unsigned int)(uintptr_t)&st | 2;
+	const size_t words = HPAGE_SIZE / sizeof(uint64_t);
+
+	for (;;) {
+		pthread_barrier_wait(&st->round_start);
+		if (st->done)
+			break;
+		while (!st->stop) {
+			size_t w = xorshift(&seed) % words;
+
+			if (((volatile uint64_t *)st->buf)[w] != pattern_word(23, w))
+				st->bad_reads++;
+			st->reads++;
+		}
+		pthread_barrier_wait(&st->round_end);
+	}
+	return NULL;
+}
+
+static void *stress_splitter(void *p)
+{
+	struct stress *st = p;
+	int fd = open(SPLIT_HPAGES, O_WRONLY | O_CLOEXEC);
+
+	for (;;) {
+		pthread_barrier_wait(&st->round_start);
+		if (st->done)
+			break;
+		while (!st->stop && fd >= 0) {
+			if (pwrite(fd, "1", 1, 0) == 1)
+				st->splits++;
+			usleep(1000);
+		}
+		pthread_barrier_wait(&st->round_end);
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+#define STRESS_THREADS	5
+
+TEST_F(conc, make_exclusive_restore_and_split_race_keeps_data)
+{
+	void *(*fn[STRESS_THREADS])(void *) = {
+		stress_maker, stress_maker, stress_reader, stress_reader,
+		stress_splitter,
+	};
+	pthread_t th[STRESS_THREADS];
+	struct stress st = { .api = variant->name };
+	double end = now_s() + STRESS_SECONDS;
+	long rounds = 0;
+	char *raw;
+	int i;
+
+	NEED_DEVICE();
+	if (access(SPLIT_HPAGES, W_OK))
+		TH_LOG("no %s: THPs are not split on demand", SPLIT_HPAGES);
+	ASSERT_EQ(0, pthread_barrier_init(&st.round_start, NULL,
+					  STRESS_THREADS + 1));
+	ASSERT_EQ(0, pthread_barrier_init(&st.round_end, NULL,
+					  STRESS_THREADS + 1));
+	for (i = 0; i < STRESS_THREADS; i++)
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, fn[i], &st));
+
+	while (now_s() < end) {
+		raw = mmap(NULL, 2 * HPAGE_SIZE, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ASSERT_NE(MAP_FAILED, raw);
+		st.buf = (char *)(((uintptr_t)raw + HPAGE_SIZE - 1) &
+				  ~(HPAGE_SIZE - 1));
+		madvise(st.buf, HPAGE_SIZE, MADV_HUGEPAGE);
+		fill_pattern(st.buf, HPAGE_SIZE, 23);
+		st.stop = 0;
+		pthread_barrier_wait(&st.round_start);
+		usleep(STRESS_ROUND_MS * 1000);
+		st.stop = 1;
+		pthread_barrier_wait(&st.round_end);
+		ASSERT_EQ(-1, check_pattern(st.buf, HPAGE_SIZE, 23));
+		ASSERT_EQ(0, munmap(raw, 2 * HPAGE_SIZE));
+		rounds++;
+	}
+	st.done = 1;
+	pthread_barrier_wait(&st.round_start);
+	for (i = 0; i < STRESS_THREADS; i++)
+		pthread_join(th[i], NULL);
+
+	TH_LOG("%ld rounds: %ld calls made %ld pages exclusive, %ld reads, %ld splits",
+	       rounds, st.calls, st.made, st.reads, st.splits);
+	ASSERT_EQ(0, st.errors);
+	ASSERT_EQ(0, st.bad_reads);
+	ASSERT_GT(st.made, 0);
+}
+
 TEST_HARNESS_MAIN
