@@ -445,4 +445,304 @@ TEST_F(conc, make_exclusive_restore_and_split_race_keeps_data)
 	ASSERT_GT(st.made, 0);
 }
 
+/*
+ * Issue 13 finding 6 (6.12): make_device_exclusive_range() kept the folios
+ * of earlier pages locked while it slept on the lock of a later folio.
+ * Ascending addresses are no lock order: after a partial mremap() one large
+ * folio F is mapped at two places, below and above a few small pages G, so
+ *   thread 0 on [G, H] locks G, then waits for F (H is a page of F), and
+ *   thread 1 on [L, G] locks F (L is a page of F), then waits for G:
+ * an ABBA deadlock between two driver threads of one process.  The fixed
+ * series only tries further folio locks (and GUPs with FOLL_NOWAIT) once it
+ * holds one, so every call returns.  The page API unlocks between pages and
+ * never holds two; it runs the same test.
+ *
+ * Layout (one 2 MiB THP F, PMD-split by the mremap()s, K = ABBA_SMALL):
+ *   [a, a + 1M)                 F pages 0..255 (L = the last one)
+ *   [a + 1M, a + 1M + K pages)  K small pages G
+ *   [a + 1M + K pages, ...)     F pages 256..511 (H = the first one)
+ * Thread 0: K + 1 pages from G (G..., H).  Thread 1: K + 1 pages from L
+ * (L, G...).  The threads call in a loop for ABBA_SECONDS; a call that does
+ * not return within ABBA_STALL_S is a hang: the test kills the child.
+ */
+#define ABBA_SMALL	16
+#define ABBA_SECONDS	4
+#define ABBA_STALL_S	5
+#define ABBA_REAP_S	10
+#define ABBA_SKIP	4	/* child exit code: KSFT_SKIP, reason printed */
+#define ABBA_SEED	61
+
+/* Shared between the test and its child (MAP_SHARED). */
+struct abba {
+	const char *api;
+	volatile int started;		/* both threads are calling */
+	volatile int stop;
+	volatile int finished[2];
+	volatile long calls[2];
+	volatile long made[2];
+	volatile long made_none[2];	/* calls that made no page exclusive */
+	volatile int err[2];		/* first ioctl error, -errno */
+	volatile int first_errno[2];	/* first per-page errno reported */
+};
+
+struct abba_thread {
+	struct abba *ab;
+	int t;
+	int fd;
+	char *addr;
+};
+
+static void *abba_caller(void *p)
+{
+	struct abba_thread *th = p;
+	struct abba *ab = th->ab;
+	struct devexcl_probe_exclusive ex;
+	int ret;
+
+	while (!ab->stop) {
+		ret = probe_exclusive(th->fd, th->addr, ABBA_SMALL + 1, &ex);
+		if (ret) {
+			ab->err[th->t] = ret;
+			break;
+		}
+		ab->made[th->t] += ex.made;
+		if (!ex.made)
+			ab->made_none[th->t]++;
+		if (ex.first_errno && !ab->first_errno[th->t])
+			ab->first_errno[th->t] = ex.first_errno;
+		ab->calls[th->t]++;
+	}
+	ab->finished[th->t] = 1;
+	return NULL;
+}
+
+/* The PFN mapped at addr (root only), 0 if unknown. */
+static uint64_t abba_pfn(void *addr)
+{
+	uint64_t ent = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &ent, sizeof(ent),
+		  (off_t)((uintptr_t)addr / psize() * sizeof(ent))) != sizeof(ent))
+		ent = 0;
+	close(fd);
+	return ent & PM_PRESENT ? ent & ((1ULL << 55) - 1) : 0;
+}
+
+#define KPF_THP_BIT	22
+
+/* 1 if /proc/kpageflags says pfn is part of a THP, 0 if not, -1 unknown. */
+static int abba_pfn_thp(uint64_t pfn)
+{
+	uint64_t flags;
+	int fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	int ret = -1;
+
+	if (fd < 0 || !pfn)
+		goto out;
+	if (pread(fd, &flags, sizeof(flags), (off_t)(pfn * sizeof(flags))) ==
+	    sizeof(flags))
+		ret = !!(flags & (1ULL << KPF_THP_BIT));
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+/* -1 if [buf, buf + len) holds the pattern of seed from word first on. */
+static long abba_check(const char *buf, size_t len, unsigned int seed,
+		       size_t first)
+{
+	const volatile uint64_t *w = (const void *)buf;
+	size_t i;
+
+	for (i = 0; i < len / sizeof(*w); i++)
+		if (w[i] != pattern_word(seed, first + i))
+			return (long)i;
+	return -1;
+}
+
+static int abba_child(void *p)
+{
+	struct abba *ab = p;
+	const size_t ps = psize(), half = HPAGE_SIZE / 2;
+	const size_t gap = ABBA_SMALL * ps;
+	struct abba_thread th[2];
+	pthread_t tid[2];
+	char *raw, *a, *g, *h, *l;
+	uint64_t pa, pl, ph;
+	long kb;
+	int t;
+
+	/* Room for a 2 MiB-aligned THP, its moved half and a parking place. */
+	raw = mmap(NULL, 8 * HPAGE_SIZE, PROT_NONE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (raw == MAP_FAILED)
+		return CHILD_FAIL;
+	a = (char *)(((uintptr_t)raw + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1));
+	if (mmap(a, HPAGE_SIZE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != a)
+		return CHILD_FAIL;
+	madvise(a, HPAGE_SIZE, MADV_HUGEPAGE);
+	fill_pattern(a, HPAGE_SIZE, ABBA_SEED);
+	kb = anon_huge_kb(a);
+	if (kb < (long)(HPAGE_SIZE >> 10)) {
+		printf("# SKIP region not THP-backed (AnonHugePages: %ld kB)\n", kb);
+		return ABBA_SKIP;
+	}
+
+	/* Move the upper half away, then back K small pages higher. */
+	if (mremap(a + half, half, half, MREMAP_MAYMOVE | MREMAP_FIXED,
+		   a + 4 * HPAGE_SIZE) != a + 4 * HPAGE_SIZE)
+		return CHILD_FAIL;
+	h = a + half + gap;
+	if (mremap(a + 4 * HPAGE_SIZE, half, half,
+		   MREMAP_MAYMOVE | MREMAP_FIXED, h) != h)
+		return CHILD_FAIL;
+	g = a + half;
+	if (mmap(g, gap, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != g)
+		return CHILD_FAIL;
+	madvise(g, gap, MADV_NOHUGEPAGE);
+	fill_pattern(g, gap, ABBA_SEED + 1);
+	l = g - ps;
+
+	/* L and H must be pages of the same THP (needs root to see PFNs). */
+	pa = abba_pfn(a);
+	pl = abba_pfn(l);
+	ph = abba_pfn(h);
+	if (pa && (pl != pa + half / ps - 1 || ph != pa + half / ps ||
+		   abba_pfn_thp(pl) == 0 || abba_pfn_thp(ph) == 0)) {
+		printf("# SKIP the THP did not stay one folio: pfn %#llx, L %#llx, H %#llx\n",
+		       (unsigned long long)pa, (unsigned long long)pl,
+		       (unsigned long long)ph);
+		return ABBA_SKIP;
+	}
+	if (!pa)
+		printf("# PFNs not readable: L and H not checked to share a folio\n");
+
+	for (t = 0; t < 2; t++) {
+		th[t].ab = ab;
+		th[t].t = t;
+		th[t].addr = t ? l : g;
+		/* one context (and notifier) per thread, as two drivers */
+		th[t].fd = probe_open(ab->api);
+		if (th[t].fd < 0)
+			return CHILD_FAIL;
+	}
+	for (t = 0; t < 2; t++)
+		if (pthread_create(&tid[t], NULL, abba_caller, &th[t]))
+			return CHILD_FAIL;
+	ab->started = 1;
+	sleep(ABBA_SECONDS);
+	ab->stop = 1;
+	for (t = 0; t < 2; t++)
+		pthread_join(tid[t], NULL);
+
+	for (t = 0; t < 2; t++)
+		printf("# %s: thread %d (%s): %ld calls made %ld pages exclusive, %ld calls none, first_errno %d\n",
+		       ab->api, t, t ? "L..G" : "G..H", ab->calls[t],
+		       ab->made[t], ab->made_none[t], ab->first_errno[t]);
+	if (ab->err[0] || ab->err[1]) {
+		printf("# EXCLUSIVE failed: %s / %s\n", strerror(-ab->err[0]),
+		       strerror(-ab->err[1]));
+		return CHILD_FAIL;
+	}
+	if (!ab->made[0] || !ab->made[1]) {
+		printf("# a thread never made a page exclusive\n");
+		return CHILD_FAIL;
+	}
+	if (abba_check(a, half, ABBA_SEED, 0) != -1 ||
+	    abba_check(h, half, ABBA_SEED, half / sizeof(uint64_t)) != -1 ||
+	    abba_check(g, gap, ABBA_SEED + 1, 0) != -1) {
+		printf("# data changed\n");
+		return CHILD_FAIL;
+	}
+	return CHILD_OK;
+}
+
+TEST_F(conc, range_calls_on_thp_mapped_twice_do_not_deadlock)
+{
+	int status = 0, hung = -1, killed = 0, reaped = 0, t;
+	double stalled[2], t_now, end;
+	long last[2] = { -1, -1 };
+	char mode[128];
+	struct abba *ab;
+	pid_t pid, w;
+
+	NEED_DEVICE();
+	if (!thp_usable(mode, sizeof(mode)))
+		SKIP(return, "THP not usable: %s %s", THP_ENABLED, mode);
+	ab = mmap(NULL, sizeof(*ab), PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, ab);
+	memset(ab, 0, sizeof(*ab));
+	ab->api = variant->name;
+
+	fflush(NULL);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		status = abba_child(ab);
+		fflush(NULL);	/* _exit() does not flush the log lines */
+		_exit(status);
+	}
+
+	/* Watch both threads: each call must return within ABBA_STALL_S. */
+	end = now_s() + ABBA_SECONDS + 3 * ABBA_STALL_S;
+	stalled[0] = now_s();
+	stalled[1] = stalled[0];
+	for (;;) {
+		w = waitpid(pid, &status, WNOHANG);
+		if (w == pid) {
+			reaped = 1;
+			break;
+		}
+		ASSERT_EQ(0, w);
+		t_now = now_s();
+		for (t = 0; t < 2; t++) {
+			if (!ab->started || ab->finished[t] ||
+			    ab->calls[t] != last[t]) {
+				last[t] = ab->calls[t];
+				stalled[t] = t_now;
+			} else if (t_now - stalled[t] > ABBA_STALL_S) {
+				hung = t;
+			}
+		}
+		if (hung >= 0 || t_now > end) {
+			killed = 1;
+			kill(pid, SIGKILL);
+			/* A thread in an uninterruptible sleep stays. */
+			for (end = now_s() + ABBA_REAP_S; now_s() < end;
+			     usleep(20000)) {
+				if (waitpid(pid, &status, WNOHANG) == pid) {
+					reaped = 1;
+					break;
+				}
+			}
+			break;
+		}
+		usleep(20000);
+	}
+	if (hung >= 0)
+		TH_LOG("%s: thread %d (%s) made no progress for %d s after %ld calls (other thread: %ld calls): the calls wait for each other's folio locks",
+		       variant->name, hung, hung ? "L..G" : "G..H",
+		       ABBA_STALL_S, ab->calls[hung], ab->calls[!hung]);
+	else if (killed)
+		TH_LOG("%s: the child did not finish in %d s (started: %d)",
+		       variant->name, ABBA_SECONDS + 3 * ABBA_STALL_S,
+		       ab->started);
+	if (killed && !reaped)
+		TH_LOG("the child was not reaped %d s after SIGKILL: a thread sleeps uninterruptibly",
+		       ABBA_REAP_S);
+	ASSERT_EQ(0, killed);
+	ASSERT_TRUE(WIFEXITED(status));
+	if (WEXITSTATUS(status) == ABBA_SKIP)
+		SKIP(return, "no THP mapped at two places (see the log)");
+	ASSERT_EQ(CHILD_OK, WEXITSTATUS(status));
+	munmap(ab, sizeof(*ab));
+}
+
 TEST_HARNESS_MAIN
