@@ -745,4 +745,184 @@ TEST_F(conc, range_calls_on_thp_mapped_twice_do_not_deadlock)
 	munmap(ab, sizeof(*ab));
 }
 
+/*
+ * Issue 13 finding 10: a collapse scan over a PMD range that holds
+ * device-exclusive entries must leave them alone.  Before "mm/khugepaged:
+ * abort collapse scan on non-swap entries", hpage_collapse_scan_pmd() (5.10:
+ * khugepaged_scan_pmd()) counted them as swap entries and
+ * __collapse_huge_page_swapin() "swapped them in" with do_swap_page(), which
+ * restored them (revoking the device's access) before the range was
+ * collapsed into a THP.  The same scan runs synchronously for MADV_COLLAPSE
+ * (6.1+, any THP mode) and in khugepaged (THP always or madvise), which this
+ * test makes scan fast for two full passes.  Either way the entries must
+ * still be device-exclusive afterwards, the driver must have seen no
+ * invalidation, nothing may be collapsed, and the data must be intact.
+ * Without the fix MADV_COLLAPSE succeeds and khugepaged collapses the range
+ * (unless allocating the huge page fails): the entries are gone.
+ */
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE		25
+#endif
+#define COLLAPSE_FIRST		100	/* first device-exclusive page of the PMD */
+#define COLLAPSE_NEXCL		8	/* <= khugepaged's default max_ptes_swap */
+#define COLLAPSE_SEED		23
+#define KHP_DIR		"/sys/kernel/mm/transparent_hugepage/khugepaged/"
+#define KHP_WAIT_S		60
+
+static long khp_read(const char *name)
+{
+	char path[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), KHP_DIR "%s", name);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+static int khp_write(const char *name, long v)
+{
+	char path[128];
+	int ok;
+	FILE *f;
+
+	snprintf(path, sizeof(path), KHP_DIR "%s", name);
+	f = fopen(path, "w");
+	if (!f)
+		return -errno;
+	ok = fprintf(f, "%ld\n", v) > 0;
+	return fclose(f) == 0 && ok ? 0 : -EIO;
+}
+
+/*
+ * Let khugepaged scan every 10 ms, 64k pages a pass, and wait for two more
+ * full scans (the first may have started before our range became eligible).
+ * The tunables are restored before returning.  Returns the number of full
+ * scans seen (2 on success), or -errno if the tunables cannot be set.
+ */
+static int khugepaged_two_full_scans(void)
+{
+	long sleep_ms = khp_read("scan_sleep_millisecs");
+	long alloc_ms = khp_read("alloc_sleep_millisecs");
+	long pages = khp_read("pages_to_scan");
+	long full0, full = -1;
+	double end;
+	int ret;
+
+	if (sleep_ms < 0 || alloc_ms < 0 || pages < 0 || khp_read("full_scans") < 0)
+		return -ENOENT;
+	full0 = khp_read("full_scans");
+	ret = khp_write("pages_to_scan", 65536);
+	if (!ret)
+		ret = khp_write("alloc_sleep_millisecs", 10);
+	if (!ret)
+		ret = khp_write("scan_sleep_millisecs", 10);
+	if (!ret) {
+		end = now_s() + KHP_WAIT_S;
+		do {
+			usleep(20000);
+			full = khp_read("full_scans");
+		} while (full < full0 + 2 && now_s() < end);
+	}
+	khp_write("scan_sleep_millisecs", sleep_ms);
+	khp_write("alloc_sleep_millisecs", alloc_ms);
+	khp_write("pages_to_scan", pages);
+	return ret ? ret : (int)(full - full0);
+}
+
+/* After a collapse attempt: the checks that say nothing touched the entries. */
+static void collapse_check(struct __test_metadata *_metadata, int fd,
+			   char *buf, const struct devexcl_probe_stats *st0,
+			   const char *by)
+{
+	const long n = HPAGE_SIZE / psize();
+	struct devexcl_probe_stats st;
+
+	EXPECT_EQ(COLLAPSE_NEXCL,
+		  pm_exclusive(buf + COLLAPSE_FIRST * psize(), COLLAPSE_NEXCL)) {
+		TH_LOG("%s faulted device-exclusive entries back in",
+		       by);
+	}
+	EXPECT_EQ(n - COLLAPSE_NEXCL, pm_present(buf, n));
+	EXPECT_EQ(0, anon_huge_kb(buf)) {
+		TH_LOG("%s collapsed the range into a THP", by);
+	}
+	ASSERT_EQ(0, probe_stats(fd, &st));
+	EXPECT_EQ(st0->invalidations, st.invalidations) {
+		TH_LOG("%s revoked the device's access (%llu invalidations)",
+		       by, (unsigned long long)(st.invalidations -
+						st0->invalidations));
+	}
+}
+
+TEST_F(conc, collapse_scan_leaves_device_exclusive_entries_alone)
+{
+	const size_t ps = psize();
+	const long n = HPAGE_SIZE / ps;
+	struct devexcl_probe_exclusive ex;
+	struct devexcl_probe_stats st0;
+	bool tried = false;
+	char mode[64];
+	char *map, *buf;
+	int ret, err;
+
+	NEED_DEVICE();
+	map = mmap(NULL, 2 * HPAGE_SIZE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, map);
+	buf = (char *)(((uintptr_t)map + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1));
+	/*
+	 * Order-0 pages: a 5.10 exclusive entry holds a page reference but no
+	 * mapcount, so a PTE-mapped THP would fail khugepaged's refcount check
+	 * before the swap-in; with order-0 pages every line reaches it.
+	 */
+	ASSERT_EQ(0, madvise(buf, HPAGE_SIZE, MADV_NOHUGEPAGE));
+	fill_pattern(buf, HPAGE_SIZE, COLLAPSE_SEED);
+	ASSERT_EQ(0, probe_exclusive(self->fd, buf + COLLAPSE_FIRST * ps,
+				     COLLAPSE_NEXCL, &ex));
+	ASSERT_EQ(COLLAPSE_NEXCL, (int)ex.made);
+	ASSERT_EQ(COLLAPSE_NEXCL,
+		  pm_exclusive(buf + COLLAPSE_FIRST * ps, COLLAPSE_NEXCL));
+	ASSERT_EQ(0, probe_stats(self->fd, &st0));
+	/* From here on the range may be collapsed (registers it with khugepaged). */
+	ASSERT_EQ(0, madvise(buf, HPAGE_SIZE, MADV_HUGEPAGE));
+
+	/* MADV_COLLAPSE: a length of 0 succeeds where the advice exists (6.1+). */
+	if (madvise(buf, 0, MADV_COLLAPSE) == 0) {
+		tried = true;
+		ret = madvise(buf, HPAGE_SIZE, MADV_COLLAPSE);
+		err = ret ? errno : 0;
+		TH_LOG("MADV_COLLAPSE: %s (expected: EINVAL, the scan stops at the first exclusive entry)",
+		       ret ? strerror(err) : "collapsed");
+		EXPECT_NE(0, ret);
+		collapse_check(_metadata, self->fd, buf, &st0, "MADV_COLLAPSE");
+	}
+
+	if (thp_usable(mode, sizeof(mode))) {
+		ret = khugepaged_two_full_scans();
+		TH_LOG("khugepaged (THP %s): %d full scans", mode, ret);
+		if (ret != -ENOENT) {
+			tried = true;
+			ASSERT_LE(2, ret) {
+				TH_LOG("khugepaged did not complete two full scans in %d s",
+				       KHP_WAIT_S);
+			}
+			collapse_check(_metadata, self->fd, buf, &st0, "khugepaged");
+		}
+	}
+	if (!tried) {
+		munmap(map, 2 * HPAGE_SIZE);
+		SKIP(return, "no MADV_COLLAPSE and no khugepaged (THP %s)", mode);
+	}
+
+	ASSERT_EQ(-1, check_pattern(buf, HPAGE_SIZE, COLLAPSE_SEED));
+	ASSERT_EQ(n, pm_present(buf, n));
+	ASSERT_EQ(0, munmap(map, 2 * HPAGE_SIZE));
+}
+
 TEST_HARNESS_MAIN
