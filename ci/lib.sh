@@ -75,6 +75,7 @@ load_base() {
 	BUILD_SUITE=
 	DEB_ABI=
 	DEB_FLAVOURS=
+	KHUGEPAGED_FIX=no
 	# shellcheck disable=SC1090
 	. "$f"
 	if [ "$BASE_KIND" = debian-kernel ]; then
