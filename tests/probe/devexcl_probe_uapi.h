@@ -35,8 +35,8 @@
  *	early), take the mmap_lock again (uninterruptibly, as a driver
  *	revalidating its VMA would), and only then unlock the page.
  */
-#define DEVEXCL_PROBE_EXCL_UNALIGNED	(1U << 0)
-#define DEVEXCL_PROBE_EXCL_HOLD		(1U << 1)
+#define DEVEXCL_PROBE_EXCL_UNALIGNED	0x1U
+#define DEVEXCL_PROBE_EXCL_HOLD		0x2U
 #define DEVEXCL_PROBE_EXCL_FLAGS	(DEVEXCL_PROBE_EXCL_UNALIGNED | \
 					 DEVEXCL_PROBE_EXCL_HOLD)
 /* Longest DEVEXCL_PROBE_EXCL_HOLD sleep. */
