@@ -68,26 +68,7 @@ FIXTURE_VARIANT_ADD(api, page) {
 
 FIXTURE_SETUP(api)
 {
-	struct devexcl_probe_stats st;
-	char path[64];
-
-	self->fd = -1;
-	snprintf(path, sizeof(path), PROBE_DEV_FMT, variant->name);
-	if (access(path, F_OK)) {
-		ASSERT_FALSE(cmdline_expects(variant->name)) {
-			TH_LOG("expected API %s but module not loaded (no %s)",
-			       variant->name, path);
-		}
-		self->skipped = true;
-		SKIP(return, "API %s not provided by this kernel",
-		     variant->name);
-	}
-	self->fd = open(path, O_RDWR | O_CLOEXEC);
-	ASSERT_GE(self->fd, 0) {
-		TH_LOG("open %s: %s", path, strerror(errno));
-	}
-	ASSERT_EQ(0, probe_stats(self->fd, &st));
-	ASSERT_EQ(variant->id, st.api);
+	PROBE_FIXTURE_SETUP();
 }
 
 FIXTURE_TEARDOWN(api)
@@ -95,11 +76,6 @@ FIXTURE_TEARDOWN(api)
 	if (self->fd >= 0)
 		close(self->fd);
 }
-
-#define NEED_DEVICE() do {		\
-	if (self->skipped)		\
-		return;			\
-} while (0)
 
 /*
  * 16 small pages: all made exclusive, all non-present in pagemap; the

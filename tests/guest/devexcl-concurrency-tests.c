@@ -38,65 +38,6 @@
 
 #include "devexcl_util.h"
 
-/* Exit codes of a worker child (run_child()). */
-#define CHILD_OK		0
-#define CHILD_FAIL		1
-#define CHILD_HUNG		-1	/* killed at the deadline */
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/*
- * Run fn(arg) in a child process; wait at most deadline_s seconds.  Returns
- * the child's exit status, CHILD_HUNG if it had to be SIGKILLed at the
- * deadline, or CHILD_FAIL if it died of a signal.
- */
-static int run_child(int (*fn)(void *), void *arg, double deadline_s)
-{
-	double end = now_s() + deadline_s;
-	int status;
-	pid_t pid, w;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		return CHILD_FAIL;
-	if (pid == 0) {
-		int rc = fn(arg);
-
-		fflush(NULL);
-		_exit(rc);
-	}
-	for (;;) {
-		w = waitpid(pid, &status, WNOHANG);
-		if (w == pid)
-			break;
-		if (w < 0)
-			return CHILD_FAIL;
-		if (now_s() > end) {
-			/*
-			 * Reap it if it dies within 10 s; a task blocked
-			 * uninterruptibly cannot, and the hung-task
-			 * detector names it in the console.
-			 */
-			kill(pid, SIGKILL);
-			for (end = now_s() + 10; now_s() < end; usleep(20000))
-				if (waitpid(pid, &status, WNOHANG) == pid)
-					break;
-			return CHILD_HUNG;
-		}
-		usleep(20000);
-	}
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	return CHILD_FAIL;
-}
-
 FIXTURE(conc) {
 	int fd;
 	bool skipped;	/* 5.10's harness runs the test after a setup SKIP */
@@ -119,24 +60,7 @@ FIXTURE_VARIANT_ADD(conc, page) {
 
 FIXTURE_SETUP(conc)
 {
-	struct devexcl_probe_stats st;
-
-	self->fd = probe_open(variant->name);
-	if (self->fd == -ENODEV) {
-		ASSERT_FALSE(cmdline_expects(variant->name)) {
-			TH_LOG("expected API %s but its probe module is not loaded",
-			       variant->name);
-		}
-		self->skipped = true;
-		SKIP(return, "API %s not provided by this kernel",
-		     variant->name);
-	}
-	ASSERT_GE(self->fd, 0) {
-		TH_LOG("open the %s probe: %s", variant->name,
-		       strerror(-self->fd));
-	}
-	ASSERT_EQ(0, probe_stats(self->fd, &st));
-	ASSERT_EQ(variant->id, st.api);
+	PROBE_FIXTURE_SETUP();
 }
 
 FIXTURE_TEARDOWN(conc)
@@ -144,11 +68,6 @@ FIXTURE_TEARDOWN(conc)
 	if (self->fd >= 0)
 		close(self->fd);
 }
-
-#define NEED_DEVICE() do {		\
-	if (self->skipped)		\
-		return;			\
-} while (0)
 
 /*
  * fork() while a driver holds a device-exclusive page locked.

@@ -20,7 +20,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <signal.h>
+#include <time.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #include "devexcl_probe_uapi.h"
 
@@ -217,5 +220,101 @@ static inline int probe_open(const char *name)
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
+
+/* Exit codes of a worker child (run_child()). */
+#define CHILD_OK		0
+#define CHILD_FAIL		1
+#define CHILD_SKIP		4	/* cannot run here; it printed why */
+#define CHILD_HUNG		-1	/* killed at the deadline */
+
+static inline double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * Run fn(arg) in a child process; wait at most deadline_s seconds.  Returns
+ * the child's exit status, CHILD_HUNG if it had to be SIGKILLed at the
+ * deadline, or CHILD_FAIL if it died of a signal.
+ */
+static inline int run_child(int (*fn)(void *), void *arg, double deadline_s)
+{
+	double end = now_s() + deadline_s;
+	int status;
+	pid_t pid, w;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return CHILD_FAIL;
+	if (pid == 0) {
+		int rc = fn(arg);
+
+		fflush(NULL);
+		_exit(rc);
+	}
+	for (;;) {
+		w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			break;
+		if (w < 0)
+			return CHILD_FAIL;
+		if (now_s() > end) {
+			/*
+			 * Reap it if it dies within 10 s; a task blocked
+			 * uninterruptibly cannot, and the hung-task
+			 * detector names it in the console.
+			 */
+			kill(pid, SIGKILL);
+			for (end = now_s() + 10; now_s() < end; usleep(20000))
+				if (waitpid(pid, &status, WNOHANG) == pid)
+					break;
+			return CHILD_HUNG;
+		}
+		usleep(20000);
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return CHILD_FAIL;
+}
+
+/*
+ * The probe fixtures (one variant per API: name, id) share their setup and
+ * their guard: FIXTURE(x) { int fd; bool skipped; } with
+ *	FIXTURE_SETUP(x) { PROBE_FIXTURE_SETUP(); }
+ *	TEST_F(x, t) { NEED_DEVICE(); ... }
+ * The setup opens the variant's probe into self->fd; an absent module is a
+ * SKIP unless devexcl.apis= says the kernel provides the API (then it fails).
+ * 5.10's harness runs the test body after a SKIP in the setup: NEED_DEVICE()
+ * returns at once then.
+ */
+#define PROBE_FIXTURE_SETUP() do {					\
+	struct devexcl_probe_stats __st;				\
+									\
+	self->fd = probe_open(variant->name);				\
+	if (self->fd == -ENODEV) {					\
+		ASSERT_FALSE(cmdline_expects(variant->name)) {		\
+			TH_LOG("expected API %s but its probe module is not loaded", \
+			       variant->name);				\
+		}							\
+		self->skipped = true;					\
+		SKIP(return, "API %s not provided by this kernel",	\
+		     variant->name);					\
+	}								\
+	ASSERT_GE(self->fd, 0) {					\
+		TH_LOG("open the %s probe: %s", variant->name,		\
+		       strerror(-self->fd));				\
+	}								\
+	ASSERT_EQ(0, probe_stats(self->fd, &__st));			\
+	ASSERT_EQ(variant->id, __st.api);				\
+} while (0)
+
+#define NEED_DEVICE() do {		\
+	if (self->skipped)		\
+		return;			\
+} while (0)
 
 #endif /* DEVEXCL_UTIL_H */
