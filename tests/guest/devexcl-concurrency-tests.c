@@ -862,4 +862,91 @@ TEST_F(conc, collapse_scan_leaves_device_exclusive_entries_alone)
 	ASSERT_EQ(0, munmap(map, 2 * HPAGE_SIZE));
 }
 
+/*
+ * Two processes, one memory: after fork() parent and child map the same
+ * anonymous pages (a THP where THP is usable) until one of them writes.
+ * Both call the API at once on overlapping ranges of it, each through a
+ * context (and notifier) of its own, for TWOPROC_SECONDS; each conversion
+ * breaks COW in its own mm.  Neither may hang, both must make pages
+ * exclusive, and each must still read the data it inherited.
+ */
+#define TWOPROC_SECONDS	4
+#define TWOPROC_SEED	61
+
+static int twoproc_loop(const char *api, char *buf, unsigned long first,
+			unsigned long n)
+{
+	const size_t ps = psize();
+	struct devexcl_probe_exclusive ex;
+	unsigned long made = 0, calls = 0;
+	double end = now_s() + TWOPROC_SECONDS;
+	int fd = probe_open(api), ret;
+
+	if (fd < 0)
+		return CHILD_FAIL;
+	while (now_s() < end) {
+		/* the whole window, then page by page from the other end */
+		ret = probe_exclusive(fd, buf + first * ps, n, &ex);
+		if (ret && ret != -EBUSY) {
+			printf("# EXCLUSIVE [%lu, %lu): %s\n", first, first + n,
+			       strerror(-ret));
+			return CHILD_FAIL;
+		}
+		made += ret ? 0 : ex.made;
+		calls++;
+		if (check_pattern(buf, HPAGE_SIZE, TWOPROC_SEED) != -1) {
+			printf("# pid %d: data changed\n", getpid());
+			return CHILD_FAIL;
+		}
+	}
+	printf("# pid %d: pages [%lu, %lu): %lu calls made %lu pages exclusive\n",
+	       getpid(), first, first + n, calls, made);
+	close(fd);
+	return made ? CHILD_OK : CHILD_FAIL;
+}
+
+static int twoproc_child(void *p)
+{
+	const size_t np = HPAGE_SIZE / psize();
+	char *map, *buf;
+	int status, rc;
+	pid_t pid;
+
+	map = map_private(2 * HPAGE_SIZE);
+	if (map == MAP_FAILED)
+		return CHILD_FAIL;
+	buf = (char *)(((uintptr_t)map + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1));
+	madvise(buf, HPAGE_SIZE, MADV_HUGEPAGE);
+	fill_pattern(buf, HPAGE_SIZE, TWOPROC_SEED);
+	printf("# AnonHugePages before fork(): %ld kB\n", anon_huge_kb(buf));
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return CHILD_FAIL;
+	if (pid == 0) {
+		rc = twoproc_loop(p, buf, np / 4, np / 2);	/* [1/4, 3/4) */
+		fflush(NULL);
+		_exit(rc);
+	}
+	rc = twoproc_loop(p, buf, 0, np / 2);			/* [0, 1/2) */
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != CHILD_OK)
+		rc = CHILD_FAIL;
+	return rc;
+}
+
+TEST_F(conc, two_processes_on_inherited_memory_overlapping_ranges)
+{
+	int rc;
+
+	NEED_DEVICE();
+	rc = run_child(twoproc_child, (void *)variant->name,
+		       TWOPROC_SECONDS + 40);
+	ASSERT_NE(CHILD_HUNG, rc) {
+		TH_LOG("the two processes did not finish in %d s",
+		       TWOPROC_SECONDS + 40);
+	}
+	ASSERT_EQ(CHILD_OK, rc);
+}
+
 TEST_HARNESS_MAIN
