@@ -1,0 +1,1129 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The mm paths a device-exclusive page must survive, through the devexcl
+ * probe modules (one fixture variant per kernel API): NUMA migration, reclaim
+ * to swap inside a memory cgroup, memory offline, THP split, hwpoison, KSM
+ * and idle page tracking.
+ *
+ * Since 6.15 (and on every line of this series, issue 13 finding 5) a
+ * device-exclusive entry is a mapping: it keeps the page's mapcount, and the
+ * rmap walkers migrate, unmap or split such a page like any other, revoking
+ * the device's access with an MMU notifier invalidation.  Before that (the
+ * 5.14 semantics) the entry held a page reference but no mapcount, so none of
+ * these paths could move the page until the CPU touched it, and
+ * memory_failure() skipped it: a later restore mapped the poisoned page back.
+ *
+ * Each test runs its work in a child process (the probe context belongs to
+ * the mm that opens it) with a deadline; a path that loops for ever on the
+ * old semantics (memory offline) is stopped by an alarm or the deadline.
+ * The guest provides (ci/boot): two NUMA nodes (numa=fake=2), 512 MiB of
+ * ZONE_MOVABLE (movablecore=), a scratch disk for swap named by
+ * devexcl.swapdev=, debugfs (split_huge_pages, hwpoison/corrupt-pfn).
+ *
+ * Build (tests/probe holds devexcl_probe_uapi.h):
+ *   gcc -static -Wall -I<tree>/tools/testing/selftests -I<repo>/tests/probe \
+ *       devexcl-mm-paths-tests.c -o devexcl-mm-paths-tests -lpthread
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+/* 5.10's harness has an unused parameter in its SIGALRM handler. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#include "kselftest_harness.h"
+#pragma GCC diagnostic pop
+#include "devexcl_probe_uapi.h"
+
+#include "devexcl_util.h"
+
+#ifndef MPOL_MF_MOVE
+#define MPOL_MF_MOVE		(1 << 1)
+#endif
+#ifndef MADV_MERGEABLE
+#define MADV_MERGEABLE		12
+#endif
+
+#define PM_PFN_MASK		((1ULL << 55) - 1)
+#define PM_SWAP_TYPE(e)		((unsigned int)((e) & 0x1f))
+
+#define KPF_COMPOUND_HEAD	15
+#define KPF_COMPOUND_TAIL	16
+#define KPF_THP			22
+
+#define DEBUGFS			"/sys/kernel/debug"
+#define SPLIT_HUGE_PAGES	DEBUGFS "/split_huge_pages"
+#define CORRUPT_PFN		DEBUGFS "/hwpoison/corrupt-pfn"
+#define UNPOISON_PFN		DEBUGFS "/hwpoison/unpoison-pfn"
+#define MEMORY_SYSFS		"/sys/devices/system/memory"
+#define PAGE_IDLE_BITMAP	"/sys/kernel/mm/page_idle/bitmap"
+#define KSM_SYSFS		"/sys/kernel/mm/ksm"
+
+/* The child prints its diagnostics as KTAP comments, like TH_LOG. */
+#define CLOG(fmt, ...)	printf("# " fmt "\n", ##__VA_ARGS__)
+
+/* The raw /proc/self/pagemap entry of addr, 0 on error. */
+static uint64_t pm_entry(const void *addr)
+{
+	uint64_t ent = 0;
+	int fd;
+
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &ent, sizeof(ent),
+		  (off_t)((uintptr_t)addr / psize() * 8)) != sizeof(ent))
+		ent = 0;
+	close(fd);
+	return ent;
+}
+
+/* The PFN of a present page (needs CAP_SYS_ADMIN), 0 if not present. */
+static uint64_t pfn_of(const void *addr)
+{
+	uint64_t ent = pm_entry(addr);
+
+	return (ent & PM_PRESENT) ? ent & PM_PFN_MASK : 0;
+}
+
+/* /proc/kpageflags of pfn, or 0 with errno set. */
+static uint64_t kpageflags(uint64_t pfn)
+{
+	uint64_t fl = 0;
+	int fd;
+
+	fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &fl, sizeof(fl), (off_t)(pfn * 8)) != sizeof(fl))
+		fl = 0;
+	close(fd);
+	return fl;
+}
+
+static int write_str(const char *path, const char *s)
+{
+	ssize_t len = (ssize_t)strlen(s), n;
+	int fd, err;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, len);
+	err = n == len ? 0 : n < 0 ? -errno : -EIO;
+	close(fd);
+	return err;
+}
+
+static int read_str(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+static long read_long(const char *path)
+{
+	char buf[64];
+
+	if (read_str(path, buf, sizeof(buf)))
+		return -1;
+	return strtol(buf, NULL, 0);
+}
+
+/* The value of key=VALUE on the kernel command line, or NULL. */
+static const char *cmdline_value(const char *key, char *buf, size_t len)
+{
+	char line[4096], *tok, *save;
+	size_t kl = strlen(key);
+
+	if (read_str("/proc/cmdline", line, sizeof(line)))
+		return NULL;
+	for (tok = strtok_r(line, " ", &save); tok;
+	     tok = strtok_r(NULL, " ", &save)) {
+		if (!strncmp(tok, key, kl) && tok[kl] == '=') {
+			snprintf(buf, len, "%s", tok + kl + 1);
+			return buf;
+		}
+	}
+	return NULL;
+}
+
+static long move_pages(unsigned long count, void **pages, const int *nodes,
+		       int *status, int flags)
+{
+	return syscall(SYS_move_pages, 0, count, pages, nodes, status, flags);
+}
+
+/* The node each page is on (status), or a negative errno per page. */
+static int pages_nodes(void *buf, unsigned long n, int *status)
+{
+	void *pages[DEVEXCL_PROBE_MAX_PAGES];
+	unsigned long i;
+
+	for (i = 0; i < n; i++)
+		pages[i] = (char *)buf + i * psize();
+	return move_pages(n, pages, NULL, status, 0) ? -errno : 0;
+}
+
+static struct devexcl_probe_stats stats_of(int fd)
+{
+	struct devexcl_probe_stats st;
+
+	probe_stats(fd, &st);
+	return st;
+}
+
+FIXTURE(paths) {
+	int fd;
+	bool skipped;
+};
+
+FIXTURE_VARIANT(paths) {
+	const char *name;
+	__u32 id;
+};
+
+FIXTURE_VARIANT_ADD(paths, range) {
+	.name = "range",
+	.id = DEVEXCL_PROBE_API_RANGE,
+};
+
+FIXTURE_VARIANT_ADD(paths, page) {
+	.name = "page",
+	.id = DEVEXCL_PROBE_API_PAGE,
+};
+
+FIXTURE_SETUP(paths)
+{
+	PROBE_FIXTURE_SETUP();
+}
+
+FIXTURE_TEARDOWN(paths)
+{
+	if (self->fd >= 0)
+		close(self->fd);
+}
+
+/*
+ * Run fn in a child with a deadline and turn its exit code into the test's
+ * result (CHILD_SKIP: the child printed "# SKIP reason" as its last line).
+ */
+#define RUN_CHILD(fn, arg, deadline_s, what) do {			\
+	int __rc = run_child(fn, arg, deadline_s);			\
+									\
+	if (__rc == CHILD_SKIP)						\
+		SKIP(return, "%s: see the reason above", what);		\
+	ASSERT_NE(CHILD_HUNG, __rc) {					\
+		TH_LOG("%s did not finish within %d s (killed)", what,	\
+		       (int)(deadline_s));				\
+	}								\
+	ASSERT_EQ(CHILD_OK, __rc);					\
+} while (0)
+
+/* Open the probe in the calling (child) process: its context is this mm. */
+static int child_probe(const char *api)
+{
+	int fd = probe_open(api);
+
+	if (fd < 0)
+		CLOG("open the %s probe: %s", api, strerror(-fd));
+	return fd;
+}
+
+/* Make n pages at buf exclusive; 0 if all were, else CHILD_FAIL. */
+static int child_exclusive(int fd, void *buf, unsigned long n)
+{
+	struct devexcl_probe_exclusive ex;
+	int ret = probe_exclusive(fd, buf, n, &ex);
+
+	if (ret || ex.made != n || pm_exclusive(buf, n) != (long)n) {
+		CLOG("EXCLUSIVE of %lu pages: %s, made %u, %ld exclusive in pagemap",
+		     n, ret ? strerror(-ret) : "ok", ex.made, pm_exclusive(buf, n));
+		return CHILD_FAIL;
+	}
+	return CHILD_OK;
+}
+
+/*
+ * NUMA migration: move_pages() of device-exclusive pages to the other node
+ * migrates them (the entries become migration entries, then present PTEs to
+ * the new pages); the device's access is revoked; the data is intact and
+ * the pages can be made exclusive again.  With the 5.14 semantics the pages
+ * stayed where they were (move_pages() status -EBUSY).
+ */
+#define MIGRATE_PAGES	8
+#define MIGRATE_SEED	51
+
+static int migrate_child(void *p)
+{
+	const size_t len = MIGRATE_PAGES * psize();
+	void *pages[MIGRATE_PAGES];
+	int nodes[MIGRATE_PAGES], status[MIGRATE_PAGES];
+	struct devexcl_probe_stats st0, st1;
+	int fd, i, from, to, bad = 0;
+	char *buf;
+	long ret;
+
+	fd = child_probe(p);
+	if (fd < 0)
+		return CHILD_FAIL;
+	buf = map_private(len);
+	if (buf == MAP_FAILED)
+		return CHILD_FAIL;
+	madvise(buf, len, MADV_NOHUGEPAGE);
+	fill_pattern(buf, len, MIGRATE_SEED);
+	if (pages_nodes(buf, MIGRATE_PAGES, status)) {
+		CLOG("move_pages() query: %s", strerror(errno));
+		return CHILD_FAIL;
+	}
+	from = status[0];
+	to = from == 0 ? 1 : 0;
+	if (child_exclusive(fd, buf, MIGRATE_PAGES))
+		return CHILD_FAIL;
+	st0 = stats_of(fd);
+	for (i = 0; i < MIGRATE_PAGES; i++) {
+		pages[i] = buf + i * psize();
+		nodes[i] = to;
+		status[i] = -12345;
+	}
+	ret = move_pages(MIGRATE_PAGES, pages, nodes, status, MPOL_MF_MOVE);
+	for (i = 0; i < MIGRATE_PAGES; i++)
+		if (status[i] != to)
+			bad++;
+	CLOG("move_pages() of %d exclusive pages from node %d to node %d: %s, %d not moved (status[0] %d)",
+	     MIGRATE_PAGES, from, to, ret ? strerror(errno) : "0", bad,
+	     status[0]);
+	if (ret || bad)
+		return CHILD_FAIL;
+	st1 = stats_of(fd);
+	if (pm_present(buf, MIGRATE_PAGES) != MIGRATE_PAGES) {
+		CLOG("%ld of %d pages present after the migration",
+		     pm_present(buf, MIGRATE_PAGES), MIGRATE_PAGES);
+		return CHILD_FAIL;
+	}
+	if (st1.invalidations <= st0.invalidations) {
+		CLOG("the device was not told (invalidations %llu -> %llu)",
+		     (unsigned long long)st0.invalidations,
+		     (unsigned long long)st1.invalidations);
+		return CHILD_FAIL;
+	}
+	if (check_pattern(buf, len, MIGRATE_SEED) != -1) {
+		CLOG("data changed by the migration");
+		return CHILD_FAIL;
+	}
+	/* the migrated pages can be made exclusive again, on the new node */
+	if (child_exclusive(fd, buf, MIGRATE_PAGES))
+		return CHILD_FAIL;
+	if (check_pattern(buf, len, MIGRATE_SEED) != -1 ||
+	    pages_nodes(buf, MIGRATE_PAGES, status) || status[0] != to) {
+		CLOG("after the second conversion: data or node (%d) wrong",
+		     status[0]);
+		return CHILD_FAIL;
+	}
+	return CHILD_OK;
+}
+
+TEST_F(paths, numa_migration_moves_exclusive_pages)
+{
+	NEED_DEVICE();
+	if (access("/sys/devices/system/node/node1", F_OK))
+		SKIP(return, "one NUMA node (ci/boot gives the guest numa=fake=2)");
+	RUN_CHILD(migrate_child, (void *)variant->name, 60, "move_pages()");
+}
+
+/*
+ * THP migration: a THP with one device-exclusive subpage is migrated (whole,
+ * or split first) by move_pages(); the subpage's entry does not pin it.
+ */
+#define THP_SEED	52
+#define THP_EXCL	7
+
+static int thp_migrate_child(void *p)
+{
+	const size_t ps = psize();
+	int status[1], node, to, fd;
+	void *page[1];
+	char *map, *buf;
+	int nodes[1];
+	long ret;
+
+	fd = child_probe(p);
+	if (fd < 0)
+		return CHILD_FAIL;
+	map = map_private(2 * HPAGE_SIZE);
+	if (map == MAP_FAILED)
+		return CHILD_FAIL;
+	buf = (char *)(((uintptr_t)map + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1));
+	madvise(buf, HPAGE_SIZE, MADV_HUGEPAGE);
+	fill_pattern(buf, HPAGE_SIZE, THP_SEED);
+	if (anon_huge_kb(buf) < 2048) {
+		printf("# SKIP no THP for the buffer (AnonHugePages %ld kB)\n",
+		       anon_huge_kb(buf));
+		return CHILD_SKIP;
+	}
+	if (pages_nodes(buf, 1, status))
+		return CHILD_FAIL;
+	node = status[0];
+	to = node == 0 ? 1 : 0;
+	if (child_exclusive(fd, buf + THP_EXCL * ps, 1))
+		return CHILD_FAIL;
+	page[0] = buf;
+	nodes[0] = to;
+	status[0] = -12345;
+	ret = move_pages(1, page, nodes, status, MPOL_MF_MOVE);
+	CLOG("move_pages() of a THP with exclusive subpage %d, node %d -> %d: %s, status %d",
+	     THP_EXCL, node, to, ret ? strerror(errno) : "0", status[0]);
+	if (ret || status[0] != to)
+		return CHILD_FAIL;
+	if (pages_nodes(buf + THP_EXCL * ps, 1, status) || status[0] != to) {
+		CLOG("the exclusive subpage is on node %d, not %d", status[0], to);
+		return CHILD_FAIL;
+	}
+	if (check_pattern(buf, HPAGE_SIZE, THP_SEED) != -1) {
+		CLOG("data changed by the migration");
+		return CHILD_FAIL;
+	}
+	return CHILD_OK;
+}
+
+TEST_F(paths, numa_migration_moves_thp_with_exclusive_subpage)
+{
+	char mode[64];
+
+	NEED_DEVICE();
+	if (access("/sys/devices/system/node/node1", F_OK))
+		SKIP(return, "one NUMA node (ci/boot gives the guest numa=fake=2)");
+	if (!thp_usable(mode, sizeof(mode)))
+		SKIP(return, "THP not usable (%s)", mode);
+	RUN_CHILD(thp_migrate_child, (void *)variant->name, 60,
+		  "move_pages() of a THP");
+}
+
+/*
+ * Reclaim: in a memory cgroup whose limit is far below what the test
+ * touches, device-exclusive pages are swapped out like any other anonymous
+ * page (the entry becomes a swap entry of the test's swap device), and
+ * swapped in intact.  With the 5.14 semantics reclaim never freed them: the
+ * entry's page reference failed the swap cache's refcount check.
+ */
+#define RECLAIM_PAGES	16
+#define RECLAIM_SEED	53
+#define CG_LIMIT	"16M"
+#define BALLOON_MB	64
+
+struct reclaim_env {
+	char cgroup[128];	/* the test's cgroup directory */
+	char api[16];		/* the probe to open */
+	unsigned int swap_type;	/* pagemap type of our swap device */
+};
+
+static int reclaim_child(void *p)
+{
+	struct reclaim_env *env = p;
+	const size_t len = RECLAIM_PAGES * psize();
+	const size_t blen = (size_t)BALLOON_MB << 20;
+	struct devexcl_probe_stats st0, st1;
+	char path[192], pid[32];
+	unsigned long i;
+	int fd, swapped = 0, pass, ret;
+	char *buf, *balloon;
+	uint64_t ent;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", env->cgroup);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	ret = write_str(path, pid);
+	if (ret) {
+		CLOG("join %s: %s", env->cgroup, strerror(-ret));
+		return CHILD_FAIL;
+	}
+	fd = child_probe(env->api);
+	if (fd < 0)
+		return CHILD_FAIL;
+	buf = map_private(len);
+	balloon = mmap(NULL, blen, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (buf == MAP_FAILED || balloon == MAP_FAILED)
+		return CHILD_FAIL;
+	madvise(buf, len, MADV_NOHUGEPAGE);
+	madvise(balloon, blen, MADV_NOHUGEPAGE);
+	fill_pattern(buf, len, RECLAIM_SEED);
+	if (child_exclusive(fd, buf, RECLAIM_PAGES))
+		return CHILD_FAIL;
+	ent = pm_entry(buf);
+	if (PM_SWAP_TYPE(ent) == env->swap_type) {
+		CLOG("an exclusive entry reads as swap type %u, the swap device's: cannot tell them apart",
+		     env->swap_type);
+		return CHILD_FAIL;
+	}
+	st0 = stats_of(fd);
+	/* Touch four times the limit, twice: reclaim goes round the LRU. */
+	for (pass = 0; pass < 2 && swapped < RECLAIM_PAGES; pass++) {
+		for (i = 0; i < blen; i += psize())
+			balloon[i] = (char)(i >> 12) + pass;
+		for (swapped = 0, i = 0; i < RECLAIM_PAGES; i++) {
+			ent = pm_entry(buf + i * psize());
+			if ((ent & (PM_SWAP | PM_PRESENT)) == PM_SWAP &&
+			    PM_SWAP_TYPE(ent) == env->swap_type)
+				swapped++;
+		}
+	}
+	st1 = stats_of(fd);
+	CLOG("%d of %d exclusive pages swapped out after touching %d MiB in a %s cgroup; invalidations %llu -> %llu",
+	     swapped, RECLAIM_PAGES, BALLOON_MB, CG_LIMIT,
+	     (unsigned long long)st0.invalidations,
+	     (unsigned long long)st1.invalidations);
+	if (swapped == 0)
+		return CHILD_FAIL;
+	if (st1.invalidations <= st0.invalidations)
+		return CHILD_FAIL;
+	if (check_pattern(buf, len, RECLAIM_SEED) != -1) {
+		CLOG("data changed by the round trip through swap");
+		return CHILD_FAIL;
+	}
+	return CHILD_OK;
+}
+
+/* Write a swap header (mkswap: version 1, no bad pages) to dev. */
+static int write_swap_header(const char *dev, unsigned long *pages)
+{
+	const size_t ps = psize();
+	unsigned char *hdr;
+	uint32_t *info;
+	off_t size;
+	int fd, ret = 0;
+
+	fd = open(dev, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	size = lseek(fd, 0, SEEK_END);
+	hdr = calloc(1, ps);
+	if (size < (off_t)(16 * ps) || !hdr) {
+		close(fd);
+		free(hdr);
+		return -ENOSPC;
+	}
+	/* union swap_header: bootbits[1024], version, last_page, nr_badpages */
+	info = (uint32_t *)(hdr + 1024);
+	info[0] = 1;
+	info[1] = (uint32_t)(size / ps - 1);
+	info[2] = 0;
+	memcpy(hdr + ps - 10, "SWAPSPACE2", 10);
+	if (pwrite(fd, hdr, ps, 0) != (ssize_t)ps || fsync(fd))
+		ret = -errno;
+	close(fd);
+	free(hdr);
+	*pages = (unsigned long)(size / ps);
+	return ret;
+}
+
+/* The swap type of dev: its position in /proc/swaps, -1 if not there. */
+static int swap_type_of(const char *dev)
+{
+	char line[256], name[200];
+	int type = -1, i = -1;
+	FILE *f;
+
+	f = fopen("/proc/swaps", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (i++ < 0)
+			continue;	/* header */
+		if (sscanf(line, "%199s", name) == 1 && !strcmp(name, dev))
+			type = i - 1;
+	}
+	fclose(f);
+	return type;
+}
+
+/* Mount cgroup2 at dir unless the memory controller is already at hand. */
+static int cgroup2_root(char *dir, size_t len)
+{
+	char ctl[64];
+
+	snprintf(dir, len, "/sys/fs/cgroup");
+	if (!read_str("/sys/fs/cgroup/cgroup.controllers", ctl, sizeof(ctl)))
+		return 0;
+	snprintf(dir, len, "/tmp/devexcl-cgroup2");
+	mkdir(dir, 0755);
+	if (!access("/tmp/devexcl-cgroup2/cgroup.controllers", F_OK))
+		return 0;
+	return mount("none", dir, "cgroup2", 0, NULL) ? -errno : 0;
+}
+
+TEST_F(paths, reclaim_in_small_memcg_swaps_exclusive_pages_out)
+{
+	struct reclaim_env *env;
+	char dev[64], root[64], path[192], buf[256], sw[32];
+	unsigned long pages;
+	int ret, type, rc;
+
+	NEED_DEVICE();
+	if (!cmdline_value("devexcl.swapdev", sw, sizeof(sw)))
+		SKIP(return, "no scratch disk for swap (ci/boot passes devexcl.swapdev=)");
+	snprintf(dev, sizeof(dev), "/dev/%s", sw);
+	if (access(dev, F_OK))
+		SKIP(return, "%s (devexcl.swapdev=) does not exist", dev);
+	ASSERT_EQ(0, cgroup2_root(root, sizeof(root))) {
+		TH_LOG("mount cgroup2: %s (needs CONFIG_MEMCG)", strerror(errno));
+	}
+	snprintf(path, sizeof(path), "%s/cgroup.controllers", root);
+	ASSERT_EQ(0, read_str(path, buf, sizeof(buf)));
+	ASSERT_NE(NULL, strstr(buf, "memory")) {
+		TH_LOG("no memory controller in %s: %s", root, buf);
+	}
+	snprintf(path, sizeof(path), "%s/cgroup.subtree_control", root);
+	ASSERT_EQ(0, write_str(path, "+memory"));
+
+	type = swap_type_of(dev);
+	if (type < 0) {
+		ret = write_swap_header(dev, &pages);
+		ASSERT_EQ(0, ret) {
+			TH_LOG("swap header on %s: %s", dev, strerror(-ret));
+		}
+		ASSERT_EQ(0, syscall(SYS_swapon, dev, 0)) {
+			TH_LOG("swapon %s: %s", dev, strerror(errno));
+		}
+		type = swap_type_of(dev);
+		TH_LOG("swap on %s: %lu pages, type %d", dev, pages, type);
+	}
+	ASSERT_LE(0, type);
+
+	env = calloc(1, sizeof(*env));
+	ASSERT_NE(NULL, env);
+	snprintf(env->cgroup, sizeof(env->cgroup), "%s/devexcl-reclaim", root);
+	snprintf(env->api, sizeof(env->api), "%s", variant->name);
+	env->swap_type = (unsigned int)type;
+	rmdir(env->cgroup);
+	ASSERT_EQ(0, mkdir(env->cgroup, 0755));
+	snprintf(path, sizeof(path), "%s/memory.max", env->cgroup);
+	ASSERT_EQ(0, write_str(path, CG_LIMIT));
+
+	rc = run_child(reclaim_child, env, 120);
+
+	/* the child is gone: the cgroup is empty; swap off for the other tests */
+	if (rmdir(env->cgroup))
+		TH_LOG("rmdir %s: %s", env->cgroup, strerror(errno));
+	if (syscall(SYS_swapoff, dev))
+		TH_LOG("swapoff %s: %s", dev, strerror(errno));
+	free(env);
+	ASSERT_NE(CHILD_HUNG, rc) {
+		TH_LOG("reclaim did not finish within 120 s (killed)");
+	}
+	ASSERT_EQ(CHILD_OK, rc);
+}
+
+/*
+ * Memory offline: offlining a ZONE_MOVABLE memory block that holds
+ * device-exclusive pages migrates them like any other page and succeeds.
+ * With the 5.14 semantics offline_pages() retried the pinned pages until the
+ * writer was signalled (here: an alarm after OFFLINE_ALARM_S seconds).
+ */
+#define OFFLINE_PAGES	64
+#define OFFLINE_SEED	54
+#define OFFLINE_ALARM_S	30
+
+struct offline_env {
+	char api[16];
+	long block;	/* offlined by the child and not yet online again */
+};
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+static long block_of(uint64_t pfn)
+{
+	static long block_pages;
+	char buf[64];
+
+	if (!block_pages) {
+		if (read_str(MEMORY_SYSFS "/block_size_bytes", buf, sizeof(buf)))
+			return -1;
+		block_pages = (long)(strtoull(buf, NULL, 16) / psize());
+		if (block_pages <= 0)
+			return -1;
+	}
+	return (long)(pfn / (uint64_t)block_pages);
+}
+
+static bool block_is_movable(long block)
+{
+	char path[128], zones[128];
+
+	snprintf(path, sizeof(path), MEMORY_SYSFS "/memory%ld/valid_zones", block);
+	return !read_str(path, zones, sizeof(zones)) && !strcmp(zones, "Movable");
+}
+
+static int offline_child(void *p)
+{
+	struct offline_env *env = p;
+	const size_t ps = psize(), len = OFFLINE_PAGES * ps;
+	uint64_t pfn[OFFLINE_PAGES];
+	struct devexcl_probe_stats st0, st1;
+	struct sigaction sa = { .sa_handler = on_alarm };
+	char path[128];
+	long block = -1;
+	int fd, i, in = 0, moved = 0, ret;
+	char *buf;
+
+	fd = child_probe(env->api);
+	if (fd < 0)
+		return CHILD_FAIL;
+	buf = map_private(len);
+	if (buf == MAP_FAILED)
+		return CHILD_FAIL;
+	madvise(buf, len, MADV_NOHUGEPAGE);
+	fill_pattern(buf, len, OFFLINE_SEED);
+	for (i = 0; i < OFFLINE_PAGES; i++) {
+		pfn[i] = pfn_of(buf + i * ps);
+		if (block < 0 && pfn[i] && block_is_movable(block_of(pfn[i])))
+			block = block_of(pfn[i]);
+	}
+	if (block < 0) {
+		printf("# SKIP no page of the buffer is in a ZONE_MOVABLE block (ci/boot passes movablecore=)\n");
+		return CHILD_SKIP;
+	}
+	for (i = 0; i < OFFLINE_PAGES; i++)
+		in += block_of(pfn[i]) == block;
+	if (child_exclusive(fd, buf, OFFLINE_PAGES))
+		return CHILD_FAIL;
+	st0 = stats_of(fd);
+
+	snprintf(path, sizeof(path), MEMORY_SYSFS "/memory%ld/state", block);
+	sigaction(SIGALRM, &sa, NULL);	/* no SA_RESTART: the write ends */
+	env->block = block;
+	alarm(OFFLINE_ALARM_S);
+	ret = write_str(path, "offline");
+	alarm(0);
+	CLOG("offline memory%ld (%d of %d exclusive pages in it): %s", block,
+	     in, OFFLINE_PAGES, ret ? strerror(-ret) : "done");
+	if (ret) {
+		env->block = -1;
+		return CHILD_FAIL;
+	}
+	st1 = stats_of(fd);
+	for (i = 0; i < OFFLINE_PAGES; i++)
+		if (block_of(pfn[i]) == block && pm_present(buf + i * ps, 1) == 1 &&
+		    pfn_of(buf + i * ps) != pfn[i])
+			moved++;
+	CLOG("%d of %d pages moved out of the block; invalidations %llu -> %llu",
+	     moved, in, (unsigned long long)st0.invalidations,
+	     (unsigned long long)st1.invalidations);
+	ret = write_str(path, "online_movable");
+	if (ret)
+		ret = write_str(path, "online");
+	if (ret)
+		CLOG("online memory%ld again: %s", block, strerror(-ret));
+	else
+		env->block = -1;
+	if (moved != in || st1.invalidations <= st0.invalidations)
+		return CHILD_FAIL;
+	if (check_pattern(buf, len, OFFLINE_SEED) != -1) {
+		CLOG("data changed by the offline migration");
+		return CHILD_FAIL;
+	}
+	return CHILD_OK;
+}
+
+TEST_F(paths, memory_offline_migrates_exclusive_pages)
+{
+	struct offline_env *env;
+	char path[128];
+	int rc;
+
+	NEED_DEVICE();
+	if (access(MEMORY_SYSFS "/block_size_bytes", F_OK))
+		SKIP(return, "no memory hotplug (CONFIG_MEMORY_HOTREMOVE)");
+	env = mmap(NULL, sizeof(*env), PROT_READ | PROT_WRITE,
+		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, env);
+	snprintf(env->api, sizeof(env->api), "%s", variant->name);
+	env->block = -1;
+	rc = run_child(offline_child, env, OFFLINE_ALARM_S + 60);
+	if (env->block >= 0) {
+		snprintf(path, sizeof(path), MEMORY_SYSFS "/memory%ld/state",
+			 env->block);
+		if (write_str(path, "online_movable") && write_str(path, "online"))
+			TH_LOG("memory%ld stays offline", env->block);
+	}
+	munmap(env, sizeof(*env));
+	if (rc == CHILD_SKIP)
+		SKIP(return, "see the reason above");
+	ASSERT_NE(CHILD_HUNG, rc) {
+		TH_LOG("offline did not finish within %d s (killed)",
+		       OFFLINE_ALARM_S + 60);
+	}
+	ASSERT_EQ(CHILD_OK, rc);
+}
+
+/*
+ * THP split: a THP with a device-exclusive subpage is split by
+ * split_huge_page() (debugfs split_huge_pages splits every THP it can); the
+ * entry becomes a migration entry and then a present PTE.  With the 5.14
+ * semantics the entry's page reference failed the split's refcount check.
+ */
+static int split_child(void *p)
+{
+	const size_t ps = psize();
+	struct devexcl_probe_stats st0, st1;
+	uint64_t pfn0, fl0, fl1;
+	char *map, *buf;
+	int fd, ret;
+
+	fd = child_probe(p);
+	if (fd < 0)
+		return CHILD_FAIL;
+	map = map_private(2 * HPAGE_SIZE);
+	if (map == MAP_FAILED)
+		return CHILD_FAIL;
+	buf = (char *)(((uintptr_t)map + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1));
+	madvise(buf, HPAGE_SIZE, MADV_HUGEPAGE);
+	fill_pattern(buf, HPAGE_SIZE, THP_SEED);
+	if (anon_huge_kb(buf) < 2048) {
+		printf("# SKIP no THP for the buffer (AnonHugePages %ld kB)\n",
+		       anon_huge_kb(buf));
+		return CHILD_SKIP;
+	}
+	pfn0 = pfn_of(buf);
+	if (child_exclusive(fd, buf + THP_EXCL * ps, 1))
+		return CHILD_FAIL;
+	fl0 = kpageflags(pfn0);
+	if (!(fl0 & (1ULL << KPF_THP))) {
+		CLOG("the THP is gone before the split (kpageflags %#llx): the conversion split it",
+		     (unsigned long long)fl0);
+		return CHILD_FAIL;
+	}
+	st0 = stats_of(fd);
+	ret = write_str(SPLIT_HUGE_PAGES, "1");
+	fl1 = kpageflags(pfn0);
+	st1 = stats_of(fd);
+	CLOG("split_huge_pages: %s; head page flags %#llx -> %#llx; invalidations %llu -> %llu",
+	     ret ? strerror(-ret) : "ok", (unsigned long long)fl0,
+	     (unsigned long long)fl1, (unsigned long long)st0.invalidations,
+	     (unsigned long long)st1.invalidations);
+	if (ret)
+		return CHILD_FAIL;
+	if (fl1 & ((1ULL << KPF_THP) | (1ULL << KPF_COMPOUND_HEAD))) {
+		CLOG("the THP was not split: its exclusive subpage pinned it");
+		return CHILD_FAIL;
+	}
+	if (st1.invalidations <= st0.invalidations)
+		return CHILD_FAIL;
+	if (check_pattern(buf, HPAGE_SIZE, THP_SEED) != -1) {
+		CLOG("data changed by the split");
+		return CHILD_FAIL;
+	}
+	return CHILD_OK;
+}
+
+TEST_F(paths, thp_split_splits_thp_with_exclusive_subpage)
+{
+	char mode[64];
+
+	NEED_DEVICE();
+	if (!thp_usable(mode, sizeof(mode)))
+		SKIP(return, "THP not usable (%s)", mode);
+	if (access(SPLIT_HUGE_PAGES, W_OK))
+		SKIP(return, "no %s (CONFIG_DEBUG_FS)", SPLIT_HUGE_PAGES);
+	RUN_CHILD(split_child, (void *)variant->name, 60, "THP split");
+}
+
+/*
+ * hwpoison: memory_failure() on a device-exclusive page unmaps it (the entry
+ * becomes a hwpoison entry): the next CPU access gets SIGBUS and never the
+ * poisoned page.  With the 5.14 semantics memory_failure() saw no mapping,
+ * and the access restored the entry: the poisoned page was mapped back.
+ */
+#define POISON_SEED	55
+
+static sigjmp_buf bus_jmp;
+static volatile sig_atomic_t bus_code;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	bus_code = si->si_code;
+	siglongjmp(bus_jmp, 1);
+}
+
+static int hwpoison_child(void *p)
+{
+	uint64_t *shared_pfn = p;
+	const size_t ps = psize();
+	struct devexcl_probe_stats st0, st1;
+	struct sigaction sa = { .sa_sigaction = on_sigbus,
+				.sa_flags = SA_SIGINFO };
+	const char *api = (const char *)(shared_pfn + 1);
+	volatile uint64_t v;
+	char num[32];
+	uint64_t pfn;
+	int fd, i, ret;
+	char *buf;
+
+	fd = child_probe(api);
+	if (fd < 0)
+		return CHILD_FAIL;
+	buf = map_private(4 * ps);
+	if (buf == MAP_FAILED)
+		return CHILD_FAIL;
+	madvise(buf, 4 * ps, MADV_NOHUGEPAGE);
+	for (i = 0; i < 4; i++)
+		fill_pattern(buf + i * ps, ps, POISON_SEED + i);
+	pfn = pfn_of(buf + ps);
+	if (!pfn) {
+		CLOG("no pfn for the page (pagemap needs CAP_SYS_ADMIN)");
+		return CHILD_FAIL;
+	}
+	if (child_exclusive(fd, buf + ps, 1))
+		return CHILD_FAIL;
+	st0 = stats_of(fd);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)pfn);
+	*shared_pfn = pfn;
+	ret = write_str(CORRUPT_PFN, num);
+	st1 = stats_of(fd);
+	CLOG("corrupt-pfn %s: %s; invalidations %llu -> %llu", num,
+	     ret ? strerror(-ret) : "ok", (unsigned long long)st0.invalidations,
+	     (unsigned long long)st1.invalidations);
+	if (ret)
+		return CHILD_FAIL;
+	sigaction(SIGBUS, &sa, NULL);
+	if (!sigsetjmp(bus_jmp, 1)) {
+		v = *(volatile uint64_t *)(buf + ps);
+		CLOG("the poisoned page was mapped back: read %s",
+		     v == pattern_word(POISON_SEED + 1, 0) ? "its old data" : "other data");
+		return CHILD_FAIL;
+	}
+	CLOG("SIGBUS on access (si_code %d)", (int)bus_code);
+	for (i = 0; i < 4; i++)
+		if (i != 1 && check_pattern(buf + i * ps, ps, POISON_SEED + i) != -1) {
+			CLOG("page %d changed", i);
+			return CHILD_FAIL;
+		}
+	if (st1.invalidations <= st0.invalidations)
+		return CHILD_FAIL;
+	return CHILD_OK;
+}
+
+TEST_F(paths, hwpoison_never_maps_poisoned_exclusive_page_back)
+{
+	uint64_t *shared;
+	char num[32];
+	int rc;
+
+	NEED_DEVICE();
+	if (access(CORRUPT_PFN, W_OK))
+		SKIP(return, "no %s (CONFIG_HWPOISON_INJECT, debugfs)", CORRUPT_PFN);
+	shared = mmap(NULL, psize(), PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, shared);
+	snprintf((char *)(shared + 1), 16, "%s", variant->name);
+	rc = run_child(hwpoison_child, shared, 60);
+	if (shared[0]) {
+		/* the child is gone: give the page back if the kernel can */
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)shared[0]);
+		if (write_str(UNPOISON_PFN, num))
+			TH_LOG("unpoison-pfn %s: %s (the page stays poisoned)",
+			       num, strerror(errno));
+	}
+	munmap(shared, psize());
+	ASSERT_NE(CHILD_HUNG, rc);
+	ASSERT_EQ(CHILD_OK, rc);
+}
+
+/*
+ * Idle page tracking: a device-exclusive page reads as idle (the entry is
+ * old for the CPU, and the device reports no access through a notifier),
+ * and as not idle once the CPU has used it again.  Drives
+ * page_idle_clear_pte_refs_one() over the entry (3faa3ebc89c1).
+ */
+#define IDLE_PAGES	64
+#define KPF_LRU		5
+
+static int idle_get(int bfd, uint64_t pfn, int *idle)
+{
+	uint64_t word;
+
+	if (pread(bfd, &word, sizeof(word), (off_t)(pfn / 64 * 8)) != sizeof(word))
+		return -errno;
+	*idle = !!(word & (1ULL << (pfn % 64)));
+	return 0;
+}
+
+static int idle_child(void *p)
+{
+	const size_t ps = psize(), len = IDLE_PAGES * ps;
+	int fd, bfd, idle_excl = -1, idle_used = -1;
+	uint64_t pfn, word;
+	char *buf;
+
+	fd = child_probe(p);
+	if (fd < 0)
+		return CHILD_FAIL;
+	bfd = open(PAGE_IDLE_BITMAP, O_RDWR | O_CLOEXEC);
+	if (bfd < 0)
+		return CHILD_FAIL;
+	/* more pages than a per-CPU LRU batch: page 0 reaches the LRU */
+	buf = map_private(len);
+	if (buf == MAP_FAILED)
+		return CHILD_FAIL;
+	madvise(buf, len, MADV_NOHUGEPAGE);
+	fill_pattern(buf, len, 56);
+	pfn = pfn_of(buf);
+	if (!(kpageflags(pfn) & (1ULL << KPF_LRU))) {
+		printf("# SKIP page 0 is not on an LRU list yet (kpageflags %#llx)\n",
+		       (unsigned long long)kpageflags(pfn));
+		return CHILD_SKIP;
+	}
+	if (child_exclusive(fd, buf, 1))
+		return CHILD_FAIL;
+	word = 1ULL << (pfn % 64);
+	if (pwrite(bfd, &word, sizeof(word), (off_t)(pfn / 64 * 8)) != sizeof(word)) {
+		CLOG("set idle: %s", strerror(errno));
+		return CHILD_FAIL;
+	}
+	if (idle_get(bfd, pfn, &idle_excl))
+		return CHILD_FAIL;
+	if (check_pattern(buf, len, 56) != -1)
+		return CHILD_FAIL;
+	if (idle_get(bfd, pfn, &idle_used))
+		return CHILD_FAIL;
+	CLOG("idle bit: %d while exclusive, %d after a CPU access (want 1, 0)",
+	     idle_excl, idle_used);
+	return idle_excl == 1 && idle_used == 0 ? CHILD_OK : CHILD_FAIL;
+}
+
+TEST_F(paths, page_idle_reads_exclusive_page_as_idle)
+{
+	NEED_DEVICE();
+	if (access(PAGE_IDLE_BITMAP, W_OK))
+		SKIP(return, "no %s (CONFIG_IDLE_PAGE_TRACKING)", PAGE_IDLE_BITMAP);
+	RUN_CHILD(idle_child, (void *)variant->name, 60, "page_idle");
+}
+
+/*
+ * KSM: ksmd scans identical mergeable pages while a thread keeps making them
+ * device-exclusive and touching them again; write_protect_page() meets the
+ * entries (789cfc66992e: it gives up on them).  The data stays intact, the
+ * pages are converted many times, and the kernel log stays clean.
+ */
+#define KSM_PAGES	32
+#define KSM_SEED	57
+#define KSM_SCANS	3
+#define KSM_WAIT_S	40
+
+struct ksm_args {
+	int fd;
+	char *buf;
+	volatile bool stop;
+	unsigned long rounds, bad;
+};
+
+static void *ksm_flipper(void *p)
+{
+	struct ksm_args *a = p;
+	struct devexcl_probe_exclusive ex;
+	const size_t ps = psize();
+	int i;
+
+	while (!a->stop) {
+		probe_exclusive(a->fd, a->buf, KSM_PAGES, &ex);
+		for (i = 0; i < KSM_PAGES; i++)
+			if (check_pattern(a->buf + i * ps, ps, KSM_SEED) != -1)
+				a->bad++;
+		a->rounds++;
+	}
+	return NULL;
+}
+
+static int ksm_child(void *p)
+{
+	const size_t ps = psize(), len = KSM_PAGES * ps;
+	struct ksm_args a = { 0 };
+	long full0, full = -1;
+	pthread_t th;
+	double end;
+	int i;
+
+	a.fd = child_probe(p);
+	if (a.fd < 0)
+		return CHILD_FAIL;
+	a.buf = map_private(len);
+	if (a.buf == MAP_FAILED)
+		return CHILD_FAIL;
+	madvise(a.buf, len, MADV_NOHUGEPAGE);
+	for (i = 0; i < KSM_PAGES; i++)
+		fill_pattern(a.buf + i * ps, ps, KSM_SEED);
+	if (madvise(a.buf, len, MADV_MERGEABLE)) {
+		CLOG("MADV_MERGEABLE: %s", strerror(errno));
+		return CHILD_FAIL;
+	}
+	full0 = read_long(KSM_SYSFS "/full_scans");
+	if (pthread_create(&th, NULL, ksm_flipper, &a))
+		return CHILD_FAIL;
+	for (end = now_s() + KSM_WAIT_S; now_s() < end; usleep(100000)) {
+		full = read_long(KSM_SYSFS "/full_scans");
+		if (full >= full0 + KSM_SCANS)
+			break;
+	}
+	a.stop = true;
+	pthread_join(th, NULL);
+	CLOG("ksmd: %ld full scans, %lu conversion rounds, %lu pages with wrong data, %ld pages shared",
+	     full - full0, a.rounds, a.bad, read_long(KSM_SYSFS "/pages_sharing"));
+	if (full < full0 + KSM_SCANS || !a.rounds || a.bad)
+		return CHILD_FAIL;
+	if (check_pattern(a.buf, ps, KSM_SEED) != -1)
+		return CHILD_FAIL;
+	return CHILD_OK;
+}
+
+TEST_F(paths, ksm_scan_while_pages_flip_exclusive_keeps_data)
+{
+	char run[16] = "0", sleep_ms[16] = "20", scan[16] = "100";
+	int rc;
+
+	NEED_DEVICE();
+	if (read_str(KSM_SYSFS "/run", run, sizeof(run)))
+		SKIP(return, "no KSM (CONFIG_KSM)");
+	read_str(KSM_SYSFS "/sleep_millisecs", sleep_ms, sizeof(sleep_ms));
+	read_str(KSM_SYSFS "/pages_to_scan", scan, sizeof(scan));
+	ASSERT_EQ(0, write_str(KSM_SYSFS "/sleep_millisecs", "10"));
+	ASSERT_EQ(0, write_str(KSM_SYSFS "/pages_to_scan", "1000"));
+	ASSERT_EQ(0, write_str(KSM_SYSFS "/run", "1"));
+	rc = run_child(ksm_child, (void *)variant->name, KSM_WAIT_S + 30);
+	write_str(KSM_SYSFS "/run", run);
+	write_str(KSM_SYSFS "/sleep_millisecs", sleep_ms);
+	write_str(KSM_SYSFS "/pages_to_scan", scan);
+	ASSERT_NE(CHILD_HUNG, rc);
+	ASSERT_EQ(CHILD_OK, rc);
+}
+
+TEST_HARNESS_MAIN
