@@ -15,7 +15,7 @@ endif
 FLAVOUR ?= test
 export FLAVOUR
 
-.PHONY: help bases deps fetch kernel deb rpm install-test-rpm xgpu-deb check matrix results bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel deb rpm install-test-rpm xgpu-deb check matrix results generate bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
@@ -29,6 +29,7 @@ help:
 	@echo "make matrix [BASE=...]       the full matrix: builds and boots every base (CI's make check builds a subset)"
 	@echo "make results                 after make check/matrix: copy out/report/results.md to doc/results/ (commit it)"
 	@echo "make bisect-check BASE=...   every prefix of the series builds (slow, on demand)"
+	@echo "make generate                rewrite the generated files (per-base series, UPSTREAM.md tables, doc/bases.md)"
 	@echo "make checkpatch | shellcheck | selftest | bases | deps | clean"
 
 bases:
@@ -76,7 +77,10 @@ checkpatch:
 	for s in series/*.series; do s=$${s#series/}; sh ci/checkpatch $${s%.series} || exit 1; done
 
 shellcheck:
-	shellcheck -x ci/lib.sh ci/guest/init ci/guest/xgpu-runner ci/guest/xgpu-bench-runner ci/guest/install-check .ci/run xgpu/kernel/configure xgpu/scripts/guest-selftest $$(grep -l '^#!/bin/sh' ci/* 2>/dev/null)
+	sh ci/shellcheck
+
+generate:
+	sh ci/generate
 
 selftest:
 	sh ci/selftest
