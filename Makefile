@@ -15,7 +15,7 @@ endif
 FLAVOUR ?= test
 export FLAVOUR
 
-.PHONY: help bases deps fetch kernel deb rpm install-test-rpm xgpu-deb check matrix bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel deb rpm install-test-rpm xgpu-deb check matrix results generate bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
@@ -27,7 +27,9 @@ help:
 	@echo "make xgpu-deb                the xgpu-dkms and xgpu-tools packages (lintian-checked)"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
 	@echo "make matrix [BASE=...]       the full matrix: builds and boots every base (CI's make check builds a subset)"
+	@echo "make results                 after make check/matrix: copy out/report/results.md to doc/results/ (commit it)"
 	@echo "make bisect-check BASE=...   every prefix of the series builds (slow, on demand)"
+	@echo "make generate                rewrite the generated files (per-base series, UPSTREAM.md tables, doc/bases.md)"
 	@echo "make checkpatch | shellcheck | selftest | bases | deps | clean"
 
 bases:
@@ -65,6 +67,9 @@ matrix:
 	@rm -f out/.check-rc; mkdir -p out
 	sh ci/check --full $(BASE); echo $$? >out/.check-rc; exit $$(cat out/.check-rc)
 
+results:
+	sh ci/publish-results
+
 bisect-check: deps
 	sh ci/bisect-check $(or $(BASE),$(DEFAULT_BASE))
 
@@ -72,7 +77,10 @@ checkpatch:
 	for s in series/*.series; do s=$${s#series/}; sh ci/checkpatch $${s%.series} || exit 1; done
 
 shellcheck:
-	shellcheck -x ci/lib.sh ci/guest/init ci/guest/xgpu-runner ci/guest/xgpu-bench-runner ci/guest/install-check .ci/run xgpu/kernel/configure xgpu/scripts/guest-selftest $$(grep -l '^#!/bin/sh' ci/* 2>/dev/null)
+	sh ci/shellcheck
+
+generate:
+	sh ci/generate
 
 selftest:
 	sh ci/selftest

@@ -990,8 +990,9 @@ static void list_tests(void)
 
 /*
  * One test by name, for runners that give each test its own process and
- * timeout (the devexcl guest): exit 0 pass, 4 skip (kselftest's KSFT_SKIP),
- * 1 fail, 2 unknown name.
+ * timeout (the devexcl guest), with kselftest's exit codes: 0 pass
+ * (KSFT_PASS), 1 fail (KSFT_FAIL), 4 skip (KSFT_SKIP). An unknown name is a
+ * failure: 2 would be KSFT_XFAIL, an expected failure.
  */
 static int run_one(const char *name)
 {
@@ -1003,7 +1004,7 @@ static int run_one(const char *name)
 	if (i == NTESTS) {
 		fprintf(stderr, "xgpu: no test named '%s' (xgpu selftest -l)\n",
 			name);
-		return 2;
+		return 1;
 	}
 	t_reason[0] = 0;
 	fflush(stdout);
