@@ -75,6 +75,8 @@ static const struct {
 	const size_t *n;
 } tables[] = {
 	{ tests_basic, &tests_basic_n },
+	{ tests_limits, &tests_limits_n },
+	{ tests_race, &tests_race_n },
 	{ tests_last, &tests_last_n },
 };
 

@@ -77,8 +77,9 @@ struct xgpu_test {
 #define TEST(fn) { #fn + 5, fn }
 
 /* the test tables, in the order they run */
-extern const struct xgpu_test tests_basic[], tests_last[];
-extern const size_t tests_basic_n, tests_last_n;
+extern const struct xgpu_test tests_basic[], tests_limits[], tests_race[],
+	tests_last[];
+extern const size_t tests_basic_n, tests_limits_n, tests_race_n, tests_last_n;
 
 void list_tests(void);
 int run_one(const char *name);

@@ -14,8 +14,9 @@
  *                      on a "# SKIP" line), 1 fail (what failed on a "#"
  *                      line) or unknown name
  *
- * The parts: ktap.c (KTAP runner, helpers), tests-basic.c, tests-last.c,
- * fuzz.c, bench.c; xgpu-test.h ties them together.
+ * The parts: ktap.c (KTAP runner, helpers), tests-basic.c, tests-limits.c
+ * (permissions, limits, signals), tests-race.c (threads, contexts, races),
+ * tests-last.c, fuzz.c, bench.c; xgpu-test.h ties them together.
  *   xgpu bench [-t <seconds>]  acquisition, fast path, ping-pong; a table
  *                              and "bench:" key=value lines
  */
