@@ -526,7 +526,7 @@ static int test_bad_input_documented_errnos(void)
 	info.size = sizeof(info) - 4;
 	CHECK_ERR(ioctl(dev_fd, XGPU_IOC_INFO, &info) ? -errno : 0, EINVAL);
 	CHECK_ERR(ioctl(dev_fd, XGPU_IOC_INFO, NULL) ? -errno : 0, EFAULT);
-	CHECK_ERR(ioctl(dev_fd, _IOWR('X', 0x7f, struct xgpu_info), &info) ?
+	CHECK_ERR(ioctl(dev_fd, _IOWR(XGPU_IOC_TYPE, 0x7f, struct xgpu_info), &info) ?
 		  -errno : 0, ENOTTY);
 	/* READ/WRITE: zero length, overlap, bad VA */
 	CHECK_ERR(xgpu_read(dev_fd, mem + 64, mem, 0), EINVAL);

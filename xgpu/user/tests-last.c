@@ -40,25 +40,34 @@ static int test_process_exit_with_device_owned_pages(void)
 	return T_PASS;
 }
 
-static int test_kill_switch_disables_atomics(void)
+static int test_kill_switch_disables_atomics_revokes_entries(void)
 {
 	const char *param = "/sys/module/xgpu/parameters/enable_atomics";
 	struct xgpu_info i;
 	uint64_t v = 0;
+	int64_t owned;
+	char *mem;
 	int fd, ret;
 
 	NEED_ATOMICS();
 	fd = open(param, O_WRONLY);
 	if (fd < 0)
 		return t_skip("enable_atomics parameter not writable");
+	mem = map_anon(HPAGE, 0);
+	CHECK(mem, "mmap");
+	CHECK(xgpu_acquire(dev_fd, mem, 16) == 16, "ACQUIRE");
 	ret = write(fd, "0", 1) == 1 ? 0 : -1;
 	CHECK(!ret, "write 0");
 	xgpu_info(dev_fd, &i);
+	owned = xgpu_query(dev_fd, mem, 16, bm1);
 	ret = xgpu_atomic1(dev_fd, XGPU_OP_ADD, 8, &v, 1, 0, NULL);
 	CHECK(pwrite(fd, "1", 1, 0) == 1, "write 1");
 	close(fd);
+	munmap(mem, HPAGE);
 	CHECK(ret == -EOPNOTSUPP, "ATOMIC with enable_atomics=0: %d", ret);
 	CHECK(i.features & XGPU_FEAT_DISABLED, "INFO does not say disabled");
+	CHECK(owned == 0, "%lld atomic entries survived the kill switch",
+	      (long long)owned);
 	return T_PASS;
 }
 
@@ -94,7 +103,7 @@ static int test_module_unload_with_device_owned_pages(void)
 const struct xgpu_test tests_last[] = {
 	TEST(test_fuzz_random_ioctls_documented_errnos),
 	TEST(test_process_exit_with_device_owned_pages),
-	TEST(test_kill_switch_disables_atomics),
+	TEST(test_kill_switch_disables_atomics_revokes_entries),
 	TEST(test_module_unload_with_device_owned_pages),
 };
 

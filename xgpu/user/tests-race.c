@@ -524,6 +524,7 @@ static int test_acquire_unaffected_by_unrelated_mprotect(void)
 	char *mem, *other;
 	double end, worst = 0;
 	long calls = 0, eagain = 0;
+	struct xgpu_stats s0, s1;
 	pthread_t th;
 	int *stop;
 
@@ -534,6 +535,7 @@ static int test_acquire_unaffected_by_unrelated_mprotect(void)
 	CHECK(mem && other != MAP_FAILED, "mmap");
 	stop = (int *)(other + 2 * PAGE);
 	pthread_create(&th, NULL, unrelated_churn, other);
+	xgpu_stats(dev_fd, &s0);
 	end = now() + opt_seconds;
 	while (now() < end) {
 		double t0 = now();
@@ -550,12 +552,18 @@ static int test_acquire_unaffected_by_unrelated_mprotect(void)
 		for (i = 0; i < 256; i++)
 			mem[i * PAGE]++;
 	}
+	xgpu_stats(dev_fd, &s1);
 	WRITE_ONCE(*stop, 1);
 	pthread_join(th, NULL);
 	munmap(mem, 256 * PAGE);
 	munmap(other, 3 * PAGE);
-	printf("# %ld ACQUIREs of 256 pages beside an mprotect loop: %ld EAGAIN, slowest %.3f s\n",
-	       calls, eagain, worst);
+	printf("# %ld ACQUIREs of 256 pages beside an mprotect loop: ", calls);
+	printf("%ld EAGAIN, %llu retries, slowest %.3f s\n", eagain,
+	       (unsigned long long)(s1.retries - s0.retries), worst);
+	/* a stray invalidation of our own range (khugepaged) may cost a few */
+	CHECK(s1.retries - s0.retries <= (uint64_t)calls,
+	      "%llu retries in %ld calls: unrelated invalidations hit the acquisitions",
+	      (unsigned long long)(s1.retries - s0.retries), calls);
 	CHECK(!eagain, "%ld of %ld ACQUIREs failed with EAGAIN", eagain, calls);
 	CHECK(worst < 1.0, "an ACQUIRE took %.2f s", worst);
 	return T_PASS;
@@ -659,7 +667,9 @@ static int test_fd_passed_over_scm_rights(void)
 	pid_t pid;
 
 	NEED_ATOMICS();
-	CHECK(!socketpair(AF_UNIX, SOCK_STREAM, 0, sv), "socketpair");
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		return t_skip("socketpair(AF_UNIX): %s (kernel without CONFIG_UNIX)",
+			      strerror(errno));
 	fflush(stdout);
 	pid = fork();
 	if (!pid) {
