@@ -5,7 +5,8 @@
  * xgpu_config.h, written by ./configure from the probes in config/.
  *
  * xgpu_make_exclusive() makes the page mapped at @addr device-exclusive
- * for @owner and returns it locked and referenced, or an ERR_PTR;
+ * for @owner and returns it locked and referenced, or an ERR_PTR
+ * (-EAGAIN: try again; -EBUSY: a THP tail page the kernel refuses);
  * xgpu_exclusive_done() unlocks and releases it.  Called with
  * mmap_read_lock(mm) held.  With both APIs (devexcl's 6.1/6.12 series) the
  * newer page API is used.
@@ -49,6 +50,29 @@ static inline void xgpu_exclusive_done(struct page *page)
 #define XGPU_API		XGPU_API_RANGE
 #define XGPU_API_NAME		"make_device_exclusive_range"
 
+/*
+ * Is the page mapped at @addr a tail page of a THP?  The stock range API
+ * (5.14-6.14) refuses those for good; devexcl's series and the 6.15 page
+ * API convert them.  mmap_read_lock(mm) held.
+ */
+static inline bool xgpu_thp_tail(struct mm_struct *mm, unsigned long addr)
+{
+	struct page *page;
+	bool tail = false;
+	long n;
+
+#ifdef HAVE_GET_USER_PAGES_REMOTE_VMAS
+	n = get_user_pages_remote(mm, addr, 1, 0, &page, NULL, NULL);
+#else
+	n = get_user_pages_remote(mm, addr, 1, 0, &page, NULL);
+#endif
+	if (n == 1) {
+		tail = PageTail(page);
+		put_page(page);
+	}
+	return tail;
+}
+
 static inline struct page *xgpu_make_exclusive(struct mm_struct *mm,
 					       unsigned long addr, void *owner)
 {
@@ -59,9 +83,13 @@ static inline struct page *xgpu_make_exclusive(struct mm_struct *mm,
 					owner);
 	if (n < 0)
 		return ERR_PTR(n);
-	/* Found but not converted: raced with a PTE change, try again. */
-	if (!n || !page)
+	if (!n || !page) {
+		/* A THP tail page this kernel refuses: retrying cannot help. */
+		if (n && xgpu_thp_tail(mm, addr))
+			return ERR_PTR(-EBUSY);
+		/* Found but not converted: raced with a PTE change, try again. */
 		return ERR_PTR(-EAGAIN);
+	}
 	return page;
 }
 

@@ -3,28 +3,38 @@
  * xgpu - reference vendor GPU module: SVM atomics through device-exclusive
  * access.
  *
- * There is no hardware: the "device" is a software engine (a workqueue)
- * executing the work that ioctls submit.  Everything it does to process
+ * There is no hardware: the "device" executes the work of an ioctl in the
+ * calling thread (as lib/test_hmm.c does), so the work is the caller's:
+ * its CPU time, its cgroup, its signals.  Everything it does to process
  * memory goes through the kernel APIs a real GPU driver uses:
  *
- *  - one context per open file, bound to the opener's mm, with an
- *    mmu_interval_notifier over the whole address space (like test_hmm);
+ *  - one context per open file, bound to the opener's mm;
+ *  - interval notifiers on the ranges the device uses, not on the whole
+ *    address space (nouveau_svm.c): one per 2 MiB chunk that holds or
+ *    acquires atomic entries, one per READ/WRITE for its range;
  *  - READ/WRITE mirror memory through hmm_range_fault() and the
  *    mmu_interval_read_begin()/mmu_interval_read_retry() pattern;
  *  - an atomic op at a user VA makes the page device-exclusive
  *    (make_device_exclusive_range() or make_device_exclusive(), see
  *    xgpu_compat.h; owner = xgpu_owner_cookie), installs an atomic entry in
- *    the context's device page table and executes the op through a kernel
- *    mapping of the page while the entry is valid.  Any invalidation but
- *    our own MMU_NOTIFY_EXCLUSIVE revokes the entries of its range, after
- *    the in-flight op (which holds pt_lock) has finished.
+ *    the context's device page table, unlocks the page and executes the op
+ *    through a kernel mapping of the page while the entry is valid.  Any
+ *    invalidation but our own MMU_NOTIFY_EXCLUSIVE revokes the entries of
+ *    its range, after the op in flight (which holds pt_lock) has finished.
+ *
+ * Limits: every atomic entry is charged to the mm's pinned_vm against the
+ * caller's RLIMIT_MEMLOCK (CAP_IPC_LOCK exempts), like RDMA and io_uring;
+ * RELEASE, close() and the kill switch give the pages back to the CPU.
+ * Waits and retries end on a signal (EINTR) and after XGPU_RETRY_MS.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/completion.h>
+#include <linux/capability.h>
 #include <linux/fs.h>
 #include <linux/hmm.h>
+#include <linux/jiffies.h>
 #include <linux/kernel.h>
+#include <linux/list.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
@@ -33,28 +43,21 @@
 #include <linux/overflow.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
-#include <linux/workqueue.h>
 #include <linux/xarray.h>
 
 #include "../include/uapi/xgpu.h"
 #include "xgpu_compat.h"
 
-static bool enable_atomics = true;
-module_param(enable_atomics, bool, 0644);
-MODULE_PARM_DESC(enable_atomics,
-		 "Device atomics through device-exclusive access (field kill switch, default Y)");
-
-static bool engine_inline;
-module_param(engine_inline, bool, 0644);
-MODULE_PARM_DESC(engine_inline,
-		 "Run jobs in the calling thread instead of on the engine (diagnostics, default N)");
-
-/* Attempts to win a page before ATOMIC/ACQUIRE give up with -EAGAIN. */
-#define XGPU_ACQUIRE_TRIES	1000
-/* Attempts of a READ/WRITE mirror walk before giving up with -EAGAIN. */
-#define XGPU_MIRROR_TRIES	1000
+/* How long ATOMIC/ACQUIRE try to win one page, READ/WRITE one walk. */
+#define XGPU_RETRY_MS		1000
+/* Notifier granularity: atomic entries are watched per 2 MiB chunk. */
+#define XGPU_CHUNK_SHIFT	21
+#define XGPU_CHUNK_SIZE		BIT(XGPU_CHUNK_SHIFT)
+/* Chunks without entries are freed once a context has this many. */
+#define XGPU_CHUNK_SWEEP	64
 
 /*
  * Owner cookie passed to the device-exclusive API; the MMU_NOTIFY_EXCLUSIVE
@@ -63,6 +66,12 @@ MODULE_PARM_DESC(engine_inline,
  */
 static int xgpu_owner_cookie;
 #define XGPU_OWNER ((void *)&xgpu_owner_cookie)
+
+/* All open contexts, for the kill switch. */
+static LIST_HEAD(xgpu_ctxs);
+static DEFINE_MUTEX(xgpu_ctxs_lock);	/* xgpu_ctxs */
+
+static bool enable_atomics = true;
 
 /*
  * struct xgpu_stats_ctr - counters of a context, lockless (atomic64_t);
@@ -84,64 +93,57 @@ struct xgpu_stats_ctr {
 /**
  * struct xgpu_ctx - one open file of /dev/xgpu
  * @mm: the opener's mm, mmgrab()ed; immutable
- * @notifier: interval notifier over the whole address space of @mm
- * @pt_lock: protects @pt and the use of the pages it holds, and orders
- *	mmu_interval_set_seq() against mmu_interval_read_retry()
+ * @node: in xgpu_ctxs (xgpu_ctxs_lock)
+ * @chunk_lock: protects @chunks and @nchunks, orders new chunk users
+ *	against their freeing; taken before pt_lock, never under it
+ * @chunks: chunk index -> struct xgpu_chunk
+ * @nchunks: chunks in @chunks
+ * @pt_lock: protects @pt, @npages and the use of the pages @pt holds, and
+ *	orders mmu_interval_set_seq() against mmu_interval_read_retry()
  * @pt: device page table: page index -> struct page * of an atomic
- *	(device-exclusive) entry; no reference is held, the notifier removes
- *	the entry before the page can go away
+ *	(device-exclusive) entry; no reference is held, a notifier removes
+ *	the entry before the page can go away.  Entries exist only inside
+ *	registered chunks.
+ * @npages: entries in @pt, each charged to @mm->pinned_vm
  * @stats: counters
  */
 struct xgpu_ctx {
 	struct mm_struct *mm;
-	struct mmu_interval_notifier notifier;
-	struct mutex pt_lock;	/* see above: @pt, pages in @pt, seq */
+	struct list_head node;
+	struct mutex chunk_lock;	/* see above: @chunks, @nchunks */
+	struct xarray chunks;
+	unsigned long nchunks;
+	struct mutex pt_lock;		/* see above: @pt, pages in @pt, seq */
 	struct xarray pt;
+	unsigned long npages;
 	struct xgpu_stats_ctr stats;
 };
 
 /**
- * struct xgpu_job - work submitted to the engine; lives on the stack of
- * the submitting ioctl, which waits for it
- * @work: engine work item
- * @done: completed by the engine
+ * struct xgpu_chunk - interval notifier over one 2 MiB chunk of a context
+ * @notifier: the notifier; its seq orders acquisitions in the chunk
  * @ctx: the context
- * @run: what the engine executes, with @ctx->mm pinned
- * @ret: result of @run
- * @ops: ATOMIC: the batch; the engine fills in the old values
- * @count: ATOMIC: ops in @ops; ACQUIRE: pages from @addr
- * @progress: out: ops executed (ATOMIC), pages acquired (ACQUIRE)
- * @addr: ACQUIRE, READ, WRITE: user VA
- * @buf: READ, WRITE: kernel bounce buffer of @len bytes
- * @len: READ, WRITE: bytes
- * @write: WRITE rather than READ
+ * @start: first address
+ * @users: acquisitions in progress; taken under ctx->chunk_lock, dropped
+ *	without it (under pt_lock); a chunk with users or entries is never
+ *	freed
  */
-struct xgpu_job {
-	struct work_struct work;
-	struct completion done;
+struct xgpu_chunk {
+	struct mmu_interval_notifier notifier;
 	struct xgpu_ctx *ctx;
-	int (*run)(struct xgpu_job *job);
-	int ret;
-	struct xgpu_atomic_op *ops;
-	u32 count;
-	u32 progress;
-	unsigned long addr;
-	void *buf;
-	size_t len;
-	bool write;
+	unsigned long start;
+	atomic_t users;
 };
 
 /**
- * struct xgpu_device - the one software device
- * @misc: /dev/xgpu
- * @engine: the engine; executes struct xgpu_job
+ * struct xgpu_mirror - interval notifier over the range of one READ/WRITE
+ * @notifier: the notifier, on the caller's stack for the call
+ * @ctx: the context
  */
-struct xgpu_device {
-	struct miscdevice misc;
-	struct workqueue_struct *engine;
+struct xgpu_mirror {
+	struct mmu_interval_notifier notifier;
+	struct xgpu_ctx *ctx;
 };
-
-static struct xgpu_device xgpu_dev;
 
 static unsigned int xgpu_revoke_cause(const struct mmu_notifier_range *range)
 {
@@ -167,9 +169,13 @@ static unsigned int xgpu_revoke_cause(const struct mmu_notifier_range *range)
 	}
 }
 
-/* Drop the atomic entries of [start, end).  Called with pt_lock held. */
+/*
+ * Drop the atomic entries of [start, end) and uncharge them; with @restore,
+ * note their page indices there (at most XGPU_MAX_PAGES from start).
+ * Called with pt_lock held.
+ */
 static unsigned long xgpu_pt_drop(struct xgpu_ctx *ctx, unsigned long start,
-				  unsigned long end)
+				  unsigned long end, unsigned long *restore)
 {
 	unsigned long idx, n = 0;
 	struct page *page;
@@ -178,16 +184,80 @@ static unsigned long xgpu_pt_drop(struct xgpu_ctx *ctx, unsigned long start,
 	xa_for_each_range(&ctx->pt, idx, page, start >> PAGE_SHIFT,
 			  (end - 1) >> PAGE_SHIFT) {
 		xa_erase(&ctx->pt, idx);
+		if (restore)
+			__set_bit(idx - (start >> PAGE_SHIFT), restore);
 		n++;
+	}
+	if (n) {
+		ctx->npages -= n;
+		atomic64_sub(n, &ctx->mm->pinned_vm);
 	}
 	return n;
 }
 
-static bool xgpu_invalidate(struct mmu_interval_notifier *mni,
-			    const struct mmu_notifier_range *range,
-			    unsigned long cur_seq)
+/*
+ * Charge one more atomic entry to the caller: the mm's pinned_vm against
+ * RLIMIT_MEMLOCK, as RDMA (ib_umem) and io_uring do.  pt_lock held, in
+ * the caller's context.
+ */
+static int xgpu_charge(struct xgpu_ctx *ctx)
 {
-	struct xgpu_ctx *ctx = container_of(mni, struct xgpu_ctx, notifier);
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+
+	lockdep_assert_held(&ctx->pt_lock);
+	if (atomic64_inc_return(&ctx->mm->pinned_vm) > limit &&
+	    !capable(CAP_IPC_LOCK)) {
+		atomic64_dec(&ctx->mm->pinned_vm);
+		pr_warn_ratelimited("%s[%d]: device-owned pages would exceed RLIMIT_MEMLOCK (%lu pages)\n",
+				    current->comm, task_pid_nr(current), limit);
+		return -ENOMEM;
+	}
+	ctx->npages++;
+	return 0;
+}
+
+/* Give the page at @addr back to the CPU: restore a device-exclusive PTE. */
+static void xgpu_restore_page(struct mm_struct *mm, unsigned long addr)
+{
+	mmap_read_lock(mm);
+	fixup_user_fault(mm, addr, 0, NULL);
+	mmap_read_unlock(mm);
+}
+
+/*
+ * Drop every atomic entry of @ctx and give the pages back to the CPU
+ * (close, kill switch).  A dying mm needs no restoring.
+ */
+static void xgpu_pt_drain(struct xgpu_ctx *ctx)
+{
+	bool live = mmget_not_zero(ctx->mm);
+	unsigned long idx;
+	struct page *page;
+
+	for (;;) {
+		idx = 0;
+		mutex_lock(&ctx->pt_lock);
+		page = xa_find(&ctx->pt, &idx, ULONG_MAX, XA_PRESENT);
+		if (page)
+			xgpu_pt_drop(ctx, idx << PAGE_SHIFT,
+				     (idx + 1) << PAGE_SHIFT, NULL);
+		mutex_unlock(&ctx->pt_lock);
+		if (!page)
+			break;
+		if (live)
+			xgpu_restore_page(ctx->mm, idx << PAGE_SHIFT);
+		cond_resched();
+	}
+	if (live)
+		mmput(ctx->mm);
+}
+
+static bool xgpu_chunk_invalidate(struct mmu_interval_notifier *mni,
+				  const struct mmu_notifier_range *range,
+				  unsigned long cur_seq)
+{
+	struct xgpu_chunk *chunk = container_of(mni, struct xgpu_chunk, notifier);
+	struct xgpu_ctx *ctx = chunk->ctx;
 	unsigned long n;
 
 	/*
@@ -206,7 +276,8 @@ static bool xgpu_invalidate(struct mmu_interval_notifier *mni,
 		return false;
 
 	mmu_interval_set_seq(mni, cur_seq);
-	n = xgpu_pt_drop(ctx, range->start, range->end);
+	n = xgpu_pt_drop(ctx, max(range->start, chunk->start),
+			 min(range->end, chunk->start + XGPU_CHUNK_SIZE), NULL);
 
 	mutex_unlock(&ctx->pt_lock);
 
@@ -216,9 +287,116 @@ static bool xgpu_invalidate(struct mmu_interval_notifier *mni,
 	return true;
 }
 
-static const struct mmu_interval_notifier_ops xgpu_mni_ops = {
-	.invalidate = xgpu_invalidate,
+static const struct mmu_interval_notifier_ops xgpu_chunk_ops = {
+	.invalidate = xgpu_chunk_invalidate,
 };
+
+static bool xgpu_mirror_invalidate(struct mmu_interval_notifier *mni,
+				   const struct mmu_notifier_range *range,
+				   unsigned long cur_seq)
+{
+	struct xgpu_mirror *m = container_of(mni, struct xgpu_mirror, notifier);
+
+	if (xgpu_event_own(range, XGPU_OWNER))
+		return true;
+	/* Taking pt_lock waits for the copy in flight. */
+	if (mmu_notifier_range_blockable(range))
+		mutex_lock(&m->ctx->pt_lock);
+	else if (!mutex_trylock(&m->ctx->pt_lock))
+		return false;
+	mmu_interval_set_seq(mni, cur_seq);
+	mutex_unlock(&m->ctx->pt_lock);
+	return true;
+}
+
+static const struct mmu_interval_notifier_ops xgpu_mirror_ops = {
+	.invalidate = xgpu_mirror_invalidate,
+};
+
+/* Is there an atomic entry in the chunk?  pt_lock held. */
+static bool xgpu_chunk_busy(struct xgpu_ctx *ctx, struct xgpu_chunk *chunk)
+{
+	unsigned long idx = chunk->start >> PAGE_SHIFT;
+
+	lockdep_assert_held(&ctx->pt_lock);
+	return atomic_read(&chunk->users) ||
+	       xa_find(&ctx->pt, &idx,
+		       ((chunk->start + XGPU_CHUNK_SIZE) >> PAGE_SHIFT) - 1,
+		       XA_PRESENT);
+}
+
+/* Free the chunks without entries or users.  chunk_lock held. */
+static void xgpu_chunk_sweep(struct xgpu_ctx *ctx, bool all)
+{
+	struct xgpu_chunk *chunk;
+	unsigned long idx;
+	bool busy;
+
+	lockdep_assert_held(&ctx->chunk_lock);
+	xa_for_each(&ctx->chunks, idx, chunk) {
+		mutex_lock(&ctx->pt_lock);
+		busy = !all && xgpu_chunk_busy(ctx, chunk);
+		mutex_unlock(&ctx->pt_lock);
+		if (busy)
+			continue;
+		xa_erase(&ctx->chunks, idx);
+		ctx->nchunks--;
+		mmu_interval_notifier_remove(&chunk->notifier);
+		kfree(chunk);
+	}
+}
+
+/* The chunk of @addr, registered if it was not; with a user reference. */
+static struct xgpu_chunk *xgpu_chunk_get(struct xgpu_ctx *ctx,
+					 unsigned long addr)
+{
+	unsigned long idx = addr >> XGPU_CHUNK_SHIFT;
+	struct xgpu_chunk *chunk;
+	int ret;
+
+	if (mutex_lock_killable(&ctx->chunk_lock))
+		return ERR_PTR(-EINTR);
+	chunk = xa_load(&ctx->chunks, idx);
+	if (chunk)
+		goto out;
+
+	if (ctx->nchunks >= XGPU_CHUNK_SWEEP)
+		xgpu_chunk_sweep(ctx, false);
+	chunk = kzalloc(sizeof(*chunk), GFP_KERNEL_ACCOUNT);
+	if (!chunk) {
+		chunk = ERR_PTR(-ENOMEM);
+		goto out_unlock;
+	}
+	chunk->ctx = ctx;
+	chunk->start = idx << XGPU_CHUNK_SHIFT;
+	ret = mmu_interval_notifier_insert(&chunk->notifier, ctx->mm,
+					   chunk->start, XGPU_CHUNK_SIZE,
+					   &xgpu_chunk_ops);
+	if (ret)
+		goto err_free;
+	ret = xa_err(xa_store(&ctx->chunks, idx, chunk, GFP_KERNEL_ACCOUNT));
+	if (ret)
+		goto err_remove;
+	ctx->nchunks++;
+out:
+	atomic_inc(&chunk->users);
+out_unlock:
+	mutex_unlock(&ctx->chunk_lock);
+	return chunk;
+
+err_remove:
+	mmu_interval_notifier_remove(&chunk->notifier);
+err_free:
+	kfree(chunk);
+	chunk = ERR_PTR(ret);
+	goto out_unlock;
+}
+
+/* May be called under pt_lock: chunk_lock is not taken. */
+static void xgpu_chunk_put(struct xgpu_chunk *chunk)
+{
+	atomic_dec(&chunk->users);
+}
 
 /* Atomics usable now?  Says why not, once. */
 static int xgpu_atomics_check(void)
@@ -249,72 +427,130 @@ static int xgpu_check_vma(struct mm_struct *mm, unsigned long addr)
 	return 0;
 }
 
-/*
- * Make the page at @addr (page aligned) device-exclusive and install its
- * atomic entry.  On success returns 0 with pt_lock held and *pagep locked
- * and referenced: the caller may use the page, then unlocks pt_lock and
- * calls xgpu_exclusive_done().  Runs on the engine with ctx->mm pinned.
- */
-static int xgpu_acquire_page(struct xgpu_ctx *ctx, unsigned long addr,
-			     struct page **pagep)
+/* Record the atomic entry of @page at @addr, charged.  pt_lock held. */
+static int xgpu_pt_install(struct xgpu_ctx *ctx, unsigned long addr,
+			   struct page *page)
 {
+	unsigned long idx = addr >> PAGE_SHIFT;
+	int ret;
+
+	if (xa_load(&ctx->pt, idx)) {
+		/* another thread of this context won it meanwhile */
+		xa_store(&ctx->pt, idx, page, GFP_NOWAIT | __GFP_ACCOUNT);
+		return 0;
+	}
+	ret = xgpu_charge(ctx);
+	if (ret)
+		return ret;
+	/* GFP_NOWAIT: pt_lock is taken by notifiers called from reclaim */
+	ret = xa_err(xa_store(&ctx->pt, idx, page, GFP_NOWAIT | __GFP_ACCOUNT));
+	if (ret) {
+		ctx->npages--;
+		atomic64_dec(&ctx->mm->pinned_vm);
+	}
+	return ret;
+}
+
+/*
+ * Make the page at @addr (page aligned, in @chunk) device-exclusive and
+ * install its atomic entry.  On success returns 0 with pt_lock held; the
+ * page is unlocked as soon as its entry is recorded (a locked page makes
+ * fork() fail), the entry under pt_lock keeps it usable.  Runs in the
+ * caller's context (current->mm == ctx->mm).  Ends on a signal (-EINTR),
+ * the kill switch (-EOPNOTSUPP) or after XGPU_RETRY_MS (-EAGAIN).
+ */
+static int xgpu_acquire_page(struct xgpu_ctx *ctx, struct xgpu_chunk *chunk,
+			     unsigned long addr)
+{
+	unsigned long deadline = jiffies + msecs_to_jiffies(XGPU_RETRY_MS);
 	struct mm_struct *mm = ctx->mm;
-	unsigned int tries;
+	bool dirty = false;
 	struct page *page;
 	unsigned long seq;
 	int ret;
 
-	for (tries = 0; tries < XGPU_ACQUIRE_TRIES; tries++) {
-		if (tries) {
+	for (;;) {
+		ret = -EINTR;
+		if (signal_pending(current))
+			break;
+		ret = xgpu_atomics_check();
+		if (ret)
+			break;
+		if (dirty) {
+			ret = -EAGAIN;
+			if (time_after(jiffies, deadline))
+				break;
 			/*
-			 * A failed attempt leaves the PTE device-exclusive;
+			 * A failed attempt may leave the PTE device-exclusive;
 			 * converting it again would first restore it and so
 			 * invalidate our own attempt.  Restore it now, before
 			 * the critical section begins.
 			 */
 			atomic64_inc(&ctx->stats.retries);
 			cond_resched();
-			mmap_read_lock(mm);
-			fixup_user_fault(mm, addr, FAULT_FLAG_WRITE, NULL);
-			mmap_read_unlock(mm);
+			xgpu_restore_page(mm, addr);
 		}
 
-		seq = mmu_interval_read_begin(&ctx->notifier);
-		mmap_read_lock(mm);
+		seq = mmu_interval_read_begin(&chunk->notifier);
+		if (mmap_read_lock_killable(mm)) {
+			ret = -EINTR;
+			break;
+		}
 		ret = xgpu_check_vma(mm, addr);
 		if (!ret) {
 			page = xgpu_make_exclusive(mm, addr, XGPU_OWNER);
 			ret = PTR_ERR_OR_ZERO(page);
 		}
 		mmap_read_unlock(mm);
-		if (ret == -EAGAIN)
+		if (ret == -EAGAIN) {
+			dirty = true;
 			continue;
+		}
 		if (ret == -EOPNOTSUPP && XGPU_API != XGPU_API_NONE)
 			ret = -ENXIO;	/* not anonymous: page API */
 		if (ret)
-			goto out_fail;
+			break;
 
-		mutex_lock(&ctx->pt_lock);
-		if (mmu_interval_read_retry(&ctx->notifier, seq)) {
+		dirty = true;
+		if (mutex_lock_killable(&ctx->pt_lock)) {
+			xgpu_exclusive_done(page);
+			ret = -EINTR;
+			break;
+		}
+		if (mmu_interval_read_retry(&chunk->notifier, seq)) {
 			mutex_unlock(&ctx->pt_lock);
 			xgpu_exclusive_done(page);
 			continue;
 		}
-
-		ret = xa_err(xa_store(&ctx->pt, addr >> PAGE_SHIFT, page,
-				      GFP_ATOMIC));
+		/* the kill switch revokes under pt_lock after clearing the flag */
+		ret = xgpu_atomics_check();
+		if (!ret)
+			ret = xgpu_pt_install(ctx, addr, page);
+		xgpu_exclusive_done(page);
 		if (ret) {
 			mutex_unlock(&ctx->pt_lock);
-			xgpu_exclusive_done(page);
-			goto out_fail;
+			break;
 		}
 		atomic64_inc(&ctx->stats.acquisitions);
-		*pagep = page;
 		return 0;
 	}
-	ret = -EAGAIN;
-out_fail:
 	atomic64_inc(&ctx->stats.acquire_failures);
+	/* Leave no PTE device-exclusive without an entry. */
+	if (dirty)
+		xgpu_restore_page(mm, addr);
+	return ret;
+}
+
+/* Acquire the page at @addr through its chunk; pt_lock held on success. */
+static int xgpu_acquire(struct xgpu_ctx *ctx, unsigned long addr)
+{
+	struct xgpu_chunk *chunk = xgpu_chunk_get(ctx, addr);
+	int ret;
+
+	if (IS_ERR(chunk))
+		return PTR_ERR(chunk);
+	ret = xgpu_acquire_page(ctx, chunk, addr);
+	xgpu_chunk_put(chunk);
 	return ret;
 }
 
@@ -347,7 +583,7 @@ static u64 xgpu_op_apply(u32 op, u64 cur, u64 val, u64 cmp)
 /*
  * Execute @op on @page, which has a valid atomic entry: pt_lock is held.
  * The page is device-exclusive, so the CPU cannot touch it; the cmpxchg
- * loop keeps the op atomic against the engine's other workers too.
+ * loop keeps the op atomic against other contexts' ops too.
  */
 static void xgpu_exec(struct xgpu_ctx *ctx, struct page *page,
 		      struct xgpu_atomic_op *op)
@@ -391,165 +627,164 @@ static int xgpu_atomic_one(struct xgpu_ctx *ctx, struct xgpu_atomic_op *op)
 	struct page *page;
 	int ret;
 
-	/* Fast path: the atomic entry is still valid. */
-	mutex_lock(&ctx->pt_lock);
+	if (mutex_lock_killable(&ctx->pt_lock))
+		return -EINTR;
 	page = xa_load(&ctx->pt, addr >> PAGE_SHIFT);
 	if (page) {
-		xgpu_exec(ctx, page, op);
-		mutex_unlock(&ctx->pt_lock);
+		/* Fast path: the atomic entry is still valid. */
 		atomic64_inc(&ctx->stats.fastpath_hits);
-		return 0;
+	} else {
+		mutex_unlock(&ctx->pt_lock);
+		ret = xgpu_acquire(ctx, addr);
+		if (ret)
+			return ret;
+		page = xa_load(&ctx->pt, addr >> PAGE_SHIFT);
 	}
-	mutex_unlock(&ctx->pt_lock);
-
-	ret = xgpu_acquire_page(ctx, addr, &page);
-	if (ret)
-		return ret;
 	xgpu_exec(ctx, page, op);
 	mutex_unlock(&ctx->pt_lock);
-	xgpu_exclusive_done(page);
 	return 0;
 }
 
-static int xgpu_job_atomic(struct xgpu_job *job)
+/* Run the batch; *@done: ops executed.  A signal ends it with -EINTR. */
+static int xgpu_run_atomic(struct xgpu_ctx *ctx, struct xgpu_atomic_op *ops,
+			   u32 count, u32 *done)
 {
 	int ret;
 
-	for (job->progress = 0; job->progress < job->count; job->progress++) {
-		ret = xgpu_atomic_one(job->ctx, &job->ops[job->progress]);
+	for (*done = 0; *done < count; (*done)++) {
+		if (signal_pending(current))
+			return -EINTR;
+		ret = xgpu_atomics_check();
+		if (!ret)
+			ret = xgpu_atomic_one(ctx, &ops[*done]);
 		if (ret)
 			return ret;
 	}
 	return 0;
 }
 
-static int xgpu_job_acquire(struct xgpu_job *job)
+/* ACQUIRE @count pages from @addr; *@done: pages acquired. */
+static int xgpu_run_acquire(struct xgpu_ctx *ctx, unsigned long addr,
+			    u64 count, u64 *done)
 {
-	struct xgpu_ctx *ctx = job->ctx;
-	unsigned long addr = job->addr;
-	struct page *page;
+	bool owned;
 	int ret;
 
-	for (job->progress = 0; job->progress < job->count;
-	     job->progress++, addr += PAGE_SIZE) {
-		mutex_lock(&ctx->pt_lock);
-		page = xa_load(&ctx->pt, addr >> PAGE_SHIFT);
+	for (*done = 0; *done < count; (*done)++, addr += PAGE_SIZE) {
+		if (signal_pending(current))
+			return -EINTR;
+		if (mutex_lock_killable(&ctx->pt_lock))
+			return -EINTR;
+		owned = xa_load(&ctx->pt, addr >> PAGE_SHIFT);
 		mutex_unlock(&ctx->pt_lock);
-		if (page)
+		if (owned)
 			continue;
 
-		ret = xgpu_acquire_page(ctx, addr, &page);
+		ret = xgpu_acquire(ctx, addr);
 		if (ret)
 			return ret;
 		mutex_unlock(&ctx->pt_lock);
-		xgpu_exclusive_done(page);
 	}
 	return 0;
 }
 
-/* Copy between the bounce buffer and the mirrored pages; pt_lock held. */
-static void xgpu_mirror_copy(struct xgpu_job *job, unsigned long *pfns)
+/* Copy between @buf and the mirrored pages; pt_lock held. */
+static void xgpu_mirror_copy(unsigned long start, void *buf, size_t len,
+			     bool write, unsigned long *pfns)
 {
-	unsigned long addr = job->addr;
+	unsigned long addr = start;
 	size_t done = 0;
 
-	while (done < job->len) {
-		unsigned long i = (addr >> PAGE_SHIFT) - (job->addr >> PAGE_SHIFT);
+	while (done < len) {
+		unsigned long i = (addr >> PAGE_SHIFT) - (start >> PAGE_SHIFT);
 		struct page *page = hmm_pfn_to_page(pfns[i]);
 		size_t off = offset_in_page(addr);
-		size_t n = min_t(size_t, PAGE_SIZE - off, job->len - done);
+		size_t n = min_t(size_t, PAGE_SIZE - off, len - done);
 		void *kaddr = xgpu_kmap(page);
 
-		if (job->write)
-			memcpy(kaddr + off, job->buf + done, n);
+		if (write)
+			memcpy(kaddr + off, buf + done, n);
 		else
-			memcpy(job->buf + done, kaddr + off, n);
+			memcpy(buf + done, kaddr + off, n);
 		xgpu_kunmap(kaddr);
 		done += n;
 		addr += n;
 	}
 }
 
-static int xgpu_job_mirror(struct xgpu_job *job)
+/*
+ * READ/WRITE through hmm_range_fault(), watched by a notifier over just
+ * this range for the time of the call (nouveau_range_fault() does the
+ * same).
+ */
+static int xgpu_run_mirror(struct xgpu_ctx *ctx, unsigned long addr,
+			   void *buf, size_t len, bool write)
 {
-	struct xgpu_ctx *ctx = job->ctx;
+	unsigned long deadline = jiffies + msecs_to_jiffies(XGPU_RETRY_MS);
 	struct mm_struct *mm = ctx->mm;
+	struct xgpu_mirror m = { .ctx = ctx };
 	struct hmm_range range = {
-		.notifier = &ctx->notifier,
-		.start = job->addr & PAGE_MASK,
-		.end = PAGE_ALIGN(job->addr + job->len),
+		.notifier = &m.notifier,
+		.start = addr & PAGE_MASK,
+		.end = PAGE_ALIGN(addr + len),
 		.default_flags = HMM_PFN_REQ_FAULT |
-				 (job->write ? HMM_PFN_REQ_WRITE : 0),
+				 (write ? HMM_PFN_REQ_WRITE : 0),
 		.dev_private_owner = XGPU_OWNER,
 	};
 	unsigned long npages = (range.end - range.start) >> PAGE_SHIFT;
-	unsigned int tries;
-	int ret = -EAGAIN;
+	int ret;
 
-	range.hmm_pfns = kvcalloc(npages, sizeof(*range.hmm_pfns), GFP_KERNEL);
+	range.hmm_pfns = kvcalloc(npages, sizeof(*range.hmm_pfns),
+				  GFP_KERNEL_ACCOUNT);
 	if (!range.hmm_pfns)
 		return -ENOMEM;
+	ret = mmu_interval_notifier_insert(&m.notifier, mm, range.start,
+					   range.end - range.start,
+					   &xgpu_mirror_ops);
+	if (ret)
+		goto out_free;
 
-	for (tries = 0; tries < XGPU_MIRROR_TRIES; tries++) {
+	for (;;) {
+		ret = -EINTR;
+		if (signal_pending(current))
+			break;
 		range.notifier_seq = mmu_interval_read_begin(range.notifier);
-		mmap_read_lock(mm);
+		if (mmap_read_lock_killable(mm))
+			break;
 		ret = hmm_range_fault(&range);
 		mmap_read_unlock(mm);
-		if (ret == -EBUSY) {
-			atomic64_inc(&ctx->stats.retries);
-			ret = -EAGAIN;
-			continue;
-		}
+		if (ret == -EBUSY)
+			goto retry;
 		if (ret) {
 			if (ret != -ENOMEM)
 				ret = -EFAULT;
 			break;
 		}
 
-		mutex_lock(&ctx->pt_lock);
+		ret = -EINTR;
+		if (mutex_lock_killable(&ctx->pt_lock))
+			break;
 		if (mmu_interval_read_retry(range.notifier, range.notifier_seq)) {
 			mutex_unlock(&ctx->pt_lock);
-			atomic64_inc(&ctx->stats.retries);
-			ret = -EAGAIN;
-			continue;
+			goto retry;
 		}
-		xgpu_mirror_copy(job, range.hmm_pfns);
+		xgpu_mirror_copy(addr, buf, len, write, range.hmm_pfns);
 		mutex_unlock(&ctx->pt_lock);
-		atomic64_add(job->len, &ctx->stats.rw_bytes);
+		atomic64_add(len, &ctx->stats.rw_bytes);
+		ret = 0;
 		break;
+retry:
+		atomic64_inc(&ctx->stats.retries);
+		ret = -EAGAIN;
+		if (time_after(jiffies, deadline))
+			break;
+		cond_resched();
 	}
 
+	mmu_interval_notifier_remove(&m.notifier);
+out_free:
 	kvfree(range.hmm_pfns);
 	return ret;
-}
-
-static void xgpu_engine_work(struct work_struct *work)
-{
-	struct xgpu_job *job = container_of(work, struct xgpu_job, work);
-	struct mm_struct *mm = job->ctx->mm;
-
-	if (mmget_not_zero(mm)) {
-		job->ret = job->run(job);
-		mmput(mm);
-	} else {
-		job->ret = -EFAULT;
-	}
-	complete(&job->done);
-}
-
-/* Run @job on the engine and wait for it. */
-static int xgpu_engine_run(struct xgpu_job *job)
-{
-	/* Diagnostics: the caller's mm is ctx->mm and stays alive meanwhile. */
-	if (READ_ONCE(engine_inline))
-		return job->run(job);
-
-	INIT_WORK_ONSTACK(&job->work, xgpu_engine_work);
-	init_completion(&job->done);
-	queue_work(xgpu_dev.engine, &job->work);
-	wait_for_completion(&job->done);
-	destroy_work_on_stack(&job->work);
-	return job->ret;
 }
 
 /* Copy an ioctl argument whose first field is its size. */
@@ -631,9 +866,10 @@ static int xgpu_validate_ops(const struct xgpu_atomic_op *ops, u32 count)
 
 static long xgpu_ioctl_atomic(struct xgpu_ctx *ctx, void __user *uarg)
 {
-	struct xgpu_job job = { .ctx = ctx, .run = xgpu_job_atomic };
+	struct xgpu_atomic_op *ops;
 	struct xgpu_atomic arg;
 	void __user *uops;
+	u32 done = 0;
 	int ret;
 
 	ret = xgpu_get_arg(&arg, uarg, sizeof(arg));
@@ -646,23 +882,25 @@ static long xgpu_ioctl_atomic(struct xgpu_ctx *ctx, void __user *uarg)
 		return ret;
 
 	uops = u64_to_user_ptr(arg.ops);
-	job.ops = memdup_user(uops, array_size(arg.count, sizeof(*job.ops)));
-	if (IS_ERR(job.ops))
-		return PTR_ERR(job.ops);
-	ret = xgpu_validate_ops(job.ops, arg.count);
+	ops = kmalloc_array(arg.count, sizeof(*ops), GFP_KERNEL_ACCOUNT);
+	if (!ops)
+		return -ENOMEM;
+	if (copy_from_user(ops, uops, array_size(arg.count, sizeof(*ops)))) {
+		ret = -EFAULT;
+		goto out_free;
+	}
+	ret = xgpu_validate_ops(ops, arg.count);
 	if (ret)
 		goto out_free;
 
-	job.count = arg.count;
-	ret = xgpu_engine_run(&job);
+	ret = xgpu_run_atomic(ctx, ops, arg.count, &done);
 
-	arg.done = job.progress;
-	if (copy_to_user(uops, job.ops, array_size(job.progress,
-						   sizeof(*job.ops))) ||
+	arg.done = done;
+	if (copy_to_user(uops, ops, array_size(done, sizeof(*ops))) ||
 	    copy_to_user(uarg, &arg, sizeof(arg)))
 		ret = ret ?: -EFAULT;
 out_free:
-	kfree(job.ops);
+	kfree(ops);
 	return ret;
 }
 
@@ -685,8 +923,8 @@ static int xgpu_get_range(struct xgpu_range *arg, void __user *uarg,
 
 static long xgpu_ioctl_acquire(struct xgpu_ctx *ctx, void __user *uarg)
 {
-	struct xgpu_job job = { .ctx = ctx, .run = xgpu_job_acquire };
 	struct xgpu_range arg;
+	u64 done = 0;
 	int ret;
 
 	ret = xgpu_get_range(&arg, uarg, false);
@@ -696,30 +934,36 @@ static long xgpu_ioctl_acquire(struct xgpu_ctx *ctx, void __user *uarg)
 	if (ret)
 		return ret;
 
-	job.addr = arg.addr;
-	job.count = arg.npages;
-	ret = xgpu_engine_run(&job);
+	ret = xgpu_run_acquire(ctx, arg.addr, arg.npages, &done);
 
-	arg.count = job.progress;
+	arg.count = done;
 	if (copy_to_user(uarg, &arg, sizeof(arg)))
 		ret = ret ?: -EFAULT;
 	return ret;
 }
 
+/* Drop the entries of the range and give their pages back to the CPU. */
 static long xgpu_ioctl_release(struct xgpu_ctx *ctx, void __user *uarg)
 {
+	DECLARE_BITMAP(restore, XGPU_MAX_PAGES);
 	struct xgpu_range arg;
+	unsigned long i;
 	int ret;
 
 	ret = xgpu_get_range(&arg, uarg, false);
 	if (ret)
 		return ret;
 
-	mutex_lock(&ctx->pt_lock);
+	bitmap_zero(restore, XGPU_MAX_PAGES);
+	if (mutex_lock_killable(&ctx->pt_lock))
+		return -EINTR;
 	arg.count = xgpu_pt_drop(ctx, arg.addr,
-				 arg.addr + (arg.npages << PAGE_SHIFT));
+				 arg.addr + (arg.npages << PAGE_SHIFT), restore);
 	mutex_unlock(&ctx->pt_lock);
 	atomic64_add(arg.count, &ctx->stats.released);
+
+	for_each_set_bit(i, restore, arg.npages)
+		xgpu_restore_page(ctx->mm, arg.addr + (i << PAGE_SHIFT));
 
 	return copy_to_user(uarg, &arg, sizeof(arg)) ? -EFAULT : 0;
 }
@@ -738,14 +982,16 @@ static long xgpu_ioctl_query(struct xgpu_ctx *ctx, void __user *uarg)
 		return ret;
 
 	words = DIV_ROUND_UP(arg.npages, 64);
-	bitmap = kcalloc(words, sizeof(*bitmap), GFP_KERNEL);
+	bitmap = kcalloc(words, sizeof(*bitmap), GFP_KERNEL_ACCOUNT);
 	if (!bitmap)
 		return -ENOMEM;
 
 	first = arg.addr >> PAGE_SHIFT;
 	last = first + arg.npages - 1;
 	arg.count = 0;
-	mutex_lock(&ctx->pt_lock);
+	ret = -EINTR;
+	if (mutex_lock_killable(&ctx->pt_lock))
+		goto out_free;
 	xa_for_each_range(&ctx->pt, idx, page, first, last) {
 		bitmap[(idx - first) / 64] |= 1ULL << ((idx - first) % 64);
 		arg.count++;
@@ -757,6 +1003,7 @@ static long xgpu_ioctl_query(struct xgpu_ctx *ctx, void __user *uarg)
 			 words * sizeof(*bitmap)) ||
 	    copy_to_user(uarg, &arg, sizeof(arg)))
 		ret = -EFAULT;
+out_free:
 	kfree(bitmap);
 	return ret;
 }
@@ -789,9 +1036,9 @@ static long xgpu_ioctl_stats(struct xgpu_ctx *ctx, void __user *uarg)
 
 static long xgpu_ioctl_rw(struct xgpu_ctx *ctx, void __user *uarg, bool write)
 {
-	struct xgpu_job job = { .ctx = ctx, .run = xgpu_job_mirror };
 	struct xgpu_rw arg;
 	void __user *ubuf;
+	void *buf;
 	int ret;
 
 	ret = xgpu_get_arg(&arg, uarg, sizeof(arg));
@@ -806,22 +1053,19 @@ static long xgpu_ioctl_rw(struct xgpu_ctx *ctx, void __user *uarg, bool write)
 		return -EINVAL;
 
 	ubuf = u64_to_user_ptr(arg.buf);
-	job.buf = kvmalloc(arg.len, GFP_KERNEL);
-	if (!job.buf)
+	buf = kvmalloc(arg.len, GFP_KERNEL_ACCOUNT);
+	if (!buf)
 		return -ENOMEM;
-	if (write && copy_from_user(job.buf, ubuf, arg.len)) {
+	if (write && copy_from_user(buf, ubuf, arg.len)) {
 		ret = -EFAULT;
 		goto out_free;
 	}
 
-	job.addr = arg.addr;
-	job.len = arg.len;
-	job.write = write;
-	ret = xgpu_engine_run(&job);
-	if (!ret && !write && copy_to_user(ubuf, job.buf, arg.len))
+	ret = xgpu_run_mirror(ctx, arg.addr, buf, arg.len, write);
+	if (!ret && !write && copy_to_user(ubuf, buf, arg.len))
 		ret = -EFAULT;
 out_free:
-	kvfree(job.buf);
+	kvfree(buf);
 	return ret;
 }
 
@@ -859,49 +1103,52 @@ static long xgpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 static int xgpu_open(struct inode *inode, struct file *file)
 {
 	struct xgpu_ctx *ctx;
-	int ret;
 
 	if (!current->mm)
 		return -EINVAL;
 
-	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
+	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL_ACCOUNT);
 	if (!ctx)
 		return -ENOMEM;
 
+	mutex_init(&ctx->chunk_lock);
+	xa_init(&ctx->chunks);
 	mutex_init(&ctx->pt_lock);
 	xa_init(&ctx->pt);
 	mmgrab(current->mm);
 	ctx->mm = current->mm;
 
-	ret = mmu_interval_notifier_insert(&ctx->notifier, ctx->mm, 0,
-					   ULONG_MAX & PAGE_MASK,
-					   &xgpu_mni_ops);
-	if (ret)
-		goto err_mmdrop;
+	mutex_lock(&xgpu_ctxs_lock);
+	list_add(&ctx->node, &xgpu_ctxs);
+	mutex_unlock(&xgpu_ctxs_lock);
 
 	file->private_data = ctx;
 	return 0;
-
-err_mmdrop:
-	mmdrop(ctx->mm);
-	mutex_destroy(&ctx->pt_lock);
-	kfree(ctx);
-	return ret;
 }
 
 static int xgpu_release(struct inode *inode, struct file *file)
 {
 	struct xgpu_ctx *ctx = file->private_data;
 
+	mutex_lock(&xgpu_ctxs_lock);
+	list_del(&ctx->node);
+	mutex_unlock(&xgpu_ctxs_lock);
+
 	/*
-	 * No job is in flight (ioctls hold the file).  Pages still
-	 * device-exclusive stay so in the CPU page table until the CPU
-	 * touches them; the kernel restores them without us.
+	 * No ioctl is in flight (they hold the file).  The last close may
+	 * come from another process (SCM_RIGHTS) or after the mm's exit: the
+	 * pages go back to the CPU if the mm still lives.
 	 */
-	mmu_interval_notifier_remove(&ctx->notifier);
+	xgpu_pt_drain(ctx);
+	mutex_lock(&ctx->chunk_lock);
+	xgpu_chunk_sweep(ctx, true);
+	mutex_unlock(&ctx->chunk_lock);
+	WARN_ON_ONCE(ctx->npages);
+	xa_destroy(&ctx->chunks);
 	xa_destroy(&ctx->pt);
 	mmdrop(ctx->mm);
 	mutex_destroy(&ctx->pt_lock);
+	mutex_destroy(&ctx->chunk_lock);
 	kfree(ctx);
 	return 0;
 }
@@ -915,30 +1162,55 @@ static const struct file_operations xgpu_fops = {
 	.llseek = noop_llseek,
 };
 
-static struct xgpu_device xgpu_dev = {
-	.misc = {
-		.minor = MISC_DYNAMIC_MINOR,
-		.name = "xgpu",
-		.fops = &xgpu_fops,
-		.mode = 0666,
-	},
+/*
+ * 0660: only root and the group the packages' udev rule gives the node
+ * ("xgpu") may use the device; misc devices have no group of their own.
+ */
+static struct miscdevice xgpu_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "xgpu",
+	.fops = &xgpu_fops,
+	.mode = 0660,
 };
+
+/*
+ * The kill switch: enable_atomics=0 makes new ATOMIC/ACQUIRE calls fail
+ * with EOPNOTSUPP, stops the ones running (between two pages or ops) and
+ * revokes every atomic entry, giving the pages back to the CPU.
+ */
+static int xgpu_set_enable(const char *val, const struct kernel_param *kp)
+{
+	struct xgpu_ctx *ctx;
+	int ret;
+
+	ret = param_set_bool(val, kp);
+	if (ret || READ_ONCE(enable_atomics))
+		return ret;
+
+	mutex_lock(&xgpu_ctxs_lock);
+	list_for_each_entry(ctx, &xgpu_ctxs, node)
+		xgpu_pt_drain(ctx);
+	mutex_unlock(&xgpu_ctxs_lock);
+	pr_info("device atomics disabled (enable_atomics=0): atomic entries revoked\n");
+	return 0;
+}
+
+static const struct kernel_param_ops xgpu_enable_ops = {
+	.set = xgpu_set_enable,
+	.get = param_get_bool,
+};
+
+module_param_cb(enable_atomics, &xgpu_enable_ops, &enable_atomics, 0644);
+MODULE_PARM_DESC(enable_atomics,
+		 "Device atomics through device-exclusive access (field kill switch: 0 also revokes all entries; default Y)");
 
 static int __init xgpu_init(void)
 {
 	int ret;
 
-	/*
-	 * Per-CPU and high priority: a job runs on the submitter's CPU while
-	 * the submitter sleeps, without a cross-CPU wakeup.
-	 */
-	xgpu_dev.engine = alloc_workqueue("xgpu_engine", WQ_HIGHPRI, 0);
-	if (!xgpu_dev.engine)
-		return -ENOMEM;
-
-	ret = misc_register(&xgpu_dev.misc);
+	ret = misc_register(&xgpu_misc);
 	if (ret)
-		goto err_wq;
+		return ret;
 
 	if (XGPU_API == XGPU_API_NONE)
 		pr_info("/dev/xgpu: device atomics unavailable: this kernel has no device-exclusive API (make_device_exclusive_range/make_device_exclusive); READ/WRITE only\n");
@@ -946,17 +1218,12 @@ static int __init xgpu_init(void)
 		pr_info("/dev/xgpu: device atomics via %s%s\n", XGPU_API_NAME,
 			enable_atomics ? "" : " (disabled: enable_atomics=0)");
 	return 0;
-
-err_wq:
-	destroy_workqueue(xgpu_dev.engine);
-	return ret;
 }
 module_init(xgpu_init);
 
 static void __exit xgpu_exit(void)
 {
-	misc_deregister(&xgpu_dev.misc);
-	destroy_workqueue(xgpu_dev.engine);
+	misc_deregister(&xgpu_misc);
 }
 module_exit(xgpu_exit);
 

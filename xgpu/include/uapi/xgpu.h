@@ -18,7 +18,9 @@
  *   EINVAL     size mismatch, unknown flags, reserved field not 0, or a
  *              field out of its documented range (see each ioctl)
  *   ENOTTY     unknown ioctl
- *   EINTR      a fatal signal is pending
+ *   EINTR      a signal arrived while the call waited or worked; a batch
+ *              stops between two ops (ATOMIC done, ACQUIRE count say how
+ *              far it got: nothing is run twice when the rest is resubmitted)
  *   ENOMEM     out of memory
  * errnos of the ioctls using device-exclusive access (ATOMIC, ACQUIRE):
  *   EOPNOTSUPP device-exclusive access is not available in this kernel, or
@@ -28,8 +30,16 @@
  *   EACCES     the mapping is not writable (e.g. after mprotect(PROT_READ))
  *   ENXIO      the memory cannot be made device-exclusive: shared or
  *              file-backed mapping, hugetlbfs, VM_IO/VM_PFNMAP
- *   EAGAIN     the device lost the page to the CPU too often in a row;
- *              nothing is wrong, retry the remaining ops
+ *   ENOMEM     the page would take the caller's device-owned pages beyond
+ *              RLIMIT_MEMLOCK (charged to the mm like pinned pages,
+ *              /proc/PID/status VmPin; CAP_IPC_LOCK exempts); RELEASE or
+ *              close() give pages back
+ *   EBUSY      the page is a tail page of a transparent huge page and this
+ *              kernel's device-exclusive API refuses those (the stock range
+ *              API of 5.14-6.14); retrying does not help: madvise
+ *              MADV_NOHUGEPAGE before the memory is touched
+ *   EAGAIN     the device lost the page to the CPU for a whole second (the
+ *              page is contended); nothing is wrong, retry the remaining ops
  * Validation (EINVAL) happens before anything is executed: a batch that
  * fails validation changes nothing.
  */
@@ -39,7 +49,8 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define XGPU_ABI_VERSION	1
+/* 2: ioctl type 0xB9 (was 'X', which is XFS's); EINTR, ENOMEM, EBUSY as above */
+#define XGPU_ABI_VERSION	2
 
 /* Limits (also reported by INFO). */
 #define XGPU_MAX_BATCH		256	/* ops per ATOMIC call */
@@ -150,8 +161,10 @@ struct xgpu_atomic {
  *
  * ACQUIRE makes every page device-exclusive and installs an atomic entry
  * in the context's device page table (the next ATOMIC on it is a fast-path
- * hit).  RELEASE drops the entries; the CPU page table entries go back to
- * normal at the next CPU touch.  QUERY reports the valid entries.
+ * hit); each entry counts against RLIMIT_MEMLOCK until it is dropped.
+ * RELEASE drops the entries and gives the pages back to the CPU (their page
+ * table entries are normal again); close() does so for all.  QUERY
+ * reports the valid entries.
  */
 struct xgpu_range {
 	__u32 size;
@@ -232,13 +245,16 @@ struct xgpu_stats {
 #define XGPU_REVOKE_OTHER	8
 #define XGPU_REVOKE_NR		9
 
-#define XGPU_IOC_INFO		_IOWR('X', 0x00, struct xgpu_info)
-#define XGPU_IOC_ATOMIC		_IOWR('X', 0x01, struct xgpu_atomic)
-#define XGPU_IOC_ACQUIRE	_IOWR('X', 0x02, struct xgpu_range)
-#define XGPU_IOC_RELEASE	_IOWR('X', 0x03, struct xgpu_range)
-#define XGPU_IOC_QUERY		_IOWR('X', 0x04, struct xgpu_range)
-#define XGPU_IOC_STATS		_IOWR('X', 0x05, struct xgpu_stats)
-#define XGPU_IOC_READ		_IOWR('X', 0x06, struct xgpu_rw)
-#define XGPU_IOC_WRITE		_IOWR('X', 0x07, struct xgpu_rw)
+/* ioctl type: 0xB9 is free in Documentation/userspace-api/ioctl/ioctl-number.rst */
+#define XGPU_IOC_TYPE		0xB9
+
+#define XGPU_IOC_INFO		_IOWR(XGPU_IOC_TYPE, 0x00, struct xgpu_info)
+#define XGPU_IOC_ATOMIC		_IOWR(XGPU_IOC_TYPE, 0x01, struct xgpu_atomic)
+#define XGPU_IOC_ACQUIRE	_IOWR(XGPU_IOC_TYPE, 0x02, struct xgpu_range)
+#define XGPU_IOC_RELEASE	_IOWR(XGPU_IOC_TYPE, 0x03, struct xgpu_range)
+#define XGPU_IOC_QUERY		_IOWR(XGPU_IOC_TYPE, 0x04, struct xgpu_range)
+#define XGPU_IOC_STATS		_IOWR(XGPU_IOC_TYPE, 0x05, struct xgpu_stats)
+#define XGPU_IOC_READ		_IOWR(XGPU_IOC_TYPE, 0x06, struct xgpu_rw)
+#define XGPU_IOC_WRITE		_IOWR(XGPU_IOC_TYPE, 0x07, struct xgpu_rw)
 
 #endif /* _UAPI_XGPU_H */

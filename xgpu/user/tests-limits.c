@@ -1,0 +1,607 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * xgpu selftest: what an unprivileged user and a dying client can do to the
+ * machine: the device node's permissions, the RLIMIT_MEMLOCK charge of
+ * device-owned pages, memory cgroups, fatal signals and other signals in
+ * the middle of long batches, where the device's work is accounted.
+ *
+ * The unprivileged parts run in a child that drops to uid/gid 65534 (the
+ * test initramfs has no passwd; numbers are all the kernel needs) and, as
+ * the udev rule of the packages would, the test gives /dev/xgpu the group
+ * XGPU_TEST_GID for the time of the test.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "xgpu-test.h"
+
+#define NOBODY		65534
+#define XGPU_TEST_GID	4242
+
+static const char *dev_path(void)
+{
+	const char *p = getenv("XGPU_DEV");
+
+	return p ? p : "/dev/xgpu";
+}
+
+/* Give the device node group @gid (what the udev rule does); the old one in *@old. */
+static int dev_set_group(gid_t gid, gid_t *old)
+{
+	struct stat st;
+
+	if (stat(dev_path(), &st))
+		return -errno;
+	if (old)
+		*old = st.st_gid;
+	return chown(dev_path(), -1, gid) ? -errno : 0;
+}
+
+/* In a child: become uid/gid NOBODY, with XGPU_TEST_GID as the only supplementary group if @grp. */
+static int drop_privileges(bool grp)
+{
+	gid_t g = XGPU_TEST_GID;
+
+	if (setgroups(grp ? 1 : 0, &g) || setgid(NOBODY) || setuid(NOBODY))
+		return -errno;
+	return 0;
+}
+
+static long status_kb(const char *file, const char *key)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen(file, "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key)))
+			v = atol(line + strlen(key));
+	fclose(f);
+	return v;
+}
+
+static long module_refcnt(void)
+{
+	return status_kb("/sys/module/xgpu/refcnt", "");
+}
+
+static int run_child(int (*fn)(void *), void *arg)
+{
+	int status;
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (!pid)
+		_exit(fn(arg));
+	if (waitpid(pid, &status, 0) != pid)
+		return -errno;
+	return child_status(status);
+}
+
+static int child_open(void *arg)
+{
+	int fd;
+
+	if (drop_privileges(arg))
+		return 10;
+	fd = xgpu_open();
+	if (fd >= 0) {
+		struct xgpu_info i;
+
+		return xgpu_info(fd, &i) ? 11 : 0;
+	}
+	printf("# uid %d, group %s: open: %s\n", NOBODY,
+	       arg ? "xgpu" : "none", strerror(-fd));
+	return fd == -EACCES ? 1 : 12;
+}
+
+static int test_dev_node_0660_open_needs_group(void)
+{
+	struct stat st;
+	gid_t old;
+	int r0, r1, ret;
+
+	CHECK(!stat(dev_path(), &st), "stat %s: %s", dev_path(), strerror(errno));
+	ret = dev_set_group(XGPU_TEST_GID, &old);
+	CHECK(!ret, "chgrp %s: %s", dev_path(), strerror(-ret));
+	r0 = run_child(child_open, NULL);
+	r1 = run_child(child_open, (void *)1);
+	dev_set_group(old, NULL);
+	CHECK(!(st.st_mode & 0007), "%s is mode %04o: any user can open it",
+	      dev_path(), st.st_mode & 07777);
+	CHECK((st.st_mode & 0060) == 0060, "%s is mode %04o: the group cannot use it",
+	      dev_path(), st.st_mode & 07777);
+	CHECK(r0 == 1, "open without the group: child status %d (1: EACCES)", r0);
+	CHECK(r1 == 0, "open with the group: child status %d", r1);
+	return T_PASS;
+}
+
+/* ---- RLIMIT_MEMLOCK ------------------------------------------------ */
+
+#define LIMIT_PAGES	64
+
+static int64_t acquire_raw(int fd, void *addr, uint64_t npages, uint64_t *count)
+{
+	struct xgpu_range r = { .size = sizeof(r), .addr = (uintptr_t)addr,
+				.npages = npages };
+	int ret = ioctl(fd, XGPU_IOC_ACQUIRE, &r) ? -errno : 0;
+
+	*count = r.count;
+	return ret;
+}
+
+static int child_memlock(void *arg)
+{
+	struct rlimit rl = { LIMIT_PAGES * PAGE, LIMIT_PAGES * PAGE };
+	const size_t npages = 1024;
+	uint64_t got = 0, n, owned = 0;
+	int fd[2], i, ret = 0, enomem = 0;
+	long pin, pin_max = 0;
+	char *mem;
+
+	(void)arg;
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) || drop_privileges(true))
+		return 10;
+	mem = map_anon(npages * PAGE, 0);
+	fd[0] = xgpu_open();
+	fd[1] = xgpu_open();
+	if (!mem || fd[0] < 0 || fd[1] < 0)
+		return 11;
+	/* a loop of ACQUIREs over 16x the limit, on two descriptors */
+	for (i = 0; i < (int)(npages / 16); i++) {
+		ret = acquire_raw(fd[i % 2], mem + i * 16 * PAGE, 16, &n);
+		got += n;
+		pin = status_kb("/proc/self/status", "VmPin:");
+		if (pin > pin_max)
+			pin_max = pin;
+		if (ret == -ENOMEM)
+			enomem++;
+		else if (ret)
+			break;
+	}
+	for (i = 0; i < 2; i++) {
+		int64_t q;
+		static uint64_t bm[16];
+
+		q = xgpu_query(fd[i], mem, 512, bm);
+		if (q > 0)
+			owned += q;
+		q = xgpu_query(fd[i], mem + 512 * PAGE, 512, bm);
+		if (q > 0)
+			owned += q;
+	}
+	printf("# limit %d pages: acquired %llu, owned %llu, %d ENOMEM, ",
+	       LIMIT_PAGES, (unsigned long long)got, (unsigned long long)owned,
+	       enomem);
+	printf("VmPin max %ld kB, last %d\n", pin_max, ret);
+	if (ret && ret != -ENOMEM)
+		return 12;
+	if (owned > LIMIT_PAGES || got > LIMIT_PAGES || !enomem)
+		return 1;
+	if (pin_max > (long)(LIMIT_PAGES * PAGE / 1024))
+		return 2;
+	/* what RELEASE and close() give back can be acquired again */
+	for (i = 0; i < 2; i++)
+		xgpu_release(fd[i], mem, 512);
+	for (i = 0; i < 2; i++)
+		xgpu_release(fd[i], mem + 512 * PAGE, 512);
+	if (status_kb("/proc/self/status", "VmPin:") != 0)
+		return 3;
+	for (i = 0; i < 8; i++) {
+		ret = acquire_raw(fd[0], mem + i * LIMIT_PAGES * PAGE, LIMIT_PAGES, &n);
+		if (ret || n != LIMIT_PAGES)
+			return 4;
+		if (xgpu_release(fd[0], mem + i * LIMIT_PAGES * PAGE, LIMIT_PAGES) != LIMIT_PAGES)
+			return 5;
+	}
+	if (acquire_raw(fd[1], mem, LIMIT_PAGES, &n) || n != LIMIT_PAGES)
+		return 6;
+	close(fd[1]);
+	if (status_kb("/proc/self/status", "VmPin:") != 0)
+		return 7;
+	close(fd[0]);
+	return 0;
+}
+
+static int test_unprivileged_memlock_limit_holds_under_acquire_loop(void)
+{
+	gid_t old;
+	int ret;
+
+	NEED_ATOMICS();
+	ret = dev_set_group(XGPU_TEST_GID, &old);
+	CHECK(!ret, "chgrp %s: %s", dev_path(), strerror(-ret));
+	ret = run_child(child_memlock, NULL);
+	dev_set_group(old, NULL);
+	CHECK(ret != 10 && ret != 11, "child setup failed (%d)", ret);
+	CHECK(ret != 1, "device-owned pages exceed RLIMIT_MEMLOCK (%d pages) or no ENOMEM",
+	      LIMIT_PAGES);
+	CHECK(ret != 2, "VmPin above RLIMIT_MEMLOCK");
+	CHECK(ret == 0, "child status %d (%s)", ret,
+	      "3: VmPin after RELEASE, 4-6: re-acquire, 7: VmPin after close");
+	return T_PASS;
+}
+
+/* ---- memory cgroup ------------------------------------------------- */
+
+#define CG		"/sys/fs/cgroup"
+#define CG_TEST		CG "/xgpu-selftest"
+#define CG_MAX_MB	16
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+static int child_memcg(void *arg)
+{
+	const size_t npages = 4 * CG_MAX_MB * 256;	/* 4x memory.max */
+	uint64_t got = 0, n;
+	char *mem;
+	int fd, i, ret = 0;
+
+	(void)arg;
+	mem = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	fd = xgpu_open();
+	if (mem == MAP_FAILED || fd < 0)
+		return 11;
+	for (i = 0; i < (int)(npages / 512); i++) {
+		ret = acquire_raw(fd, mem + i * 512 * PAGE, 512, &n);
+		got += n;
+		printf("# memcg: %llu pages device-owned\n", (unsigned long long)got);
+		fflush(stdout);
+		if (ret)
+			break;
+	}
+	printf("# memcg: ACQUIRE ended with %d after %llu pages\n", ret,
+	       (unsigned long long)got);
+	return ret == -ENOMEM || ret == -EFAULT ? 1 : 12;
+}
+
+static int test_memcg_limit_holds_for_device_owned_pages(void)
+{
+	char buf[64];
+	long oom;
+	int ret;
+
+	NEED_ATOMICS();
+	if (access(CG "/cgroup.controllers", F_OK))
+		mount("cgroup2", CG, "cgroup2", 0, NULL);
+	if (access(CG "/cgroup.controllers", F_OK))
+		return t_skip("no cgroup v2 (CONFIG_CGROUPS)");
+	if (write_file(CG "/cgroup.subtree_control", "+memory"))
+		return t_skip("no memory controller (kernel without CONFIG_MEMCG)");
+	rmdir(CG_TEST);
+	CHECK(!mkdir(CG_TEST, 0755), "mkdir %s: %s", CG_TEST, strerror(errno));
+	snprintf(buf, sizeof(buf), "%dM", CG_MAX_MB);
+	CHECK(!write_file(CG_TEST "/memory.max", buf), "memory.max");
+	write_file(CG_TEST "/memory.swap.max", "0");
+	fflush(stdout);
+	{
+		int status;
+		pid_t pid = fork();
+
+		if (!pid) {
+			snprintf(buf, sizeof(buf), "%d", getpid());
+			if (write_file(CG_TEST "/cgroup.procs", buf))
+				_exit(10);
+			_exit(child_memcg(NULL));
+		}
+		CHECK(pid > 0, "fork");
+		waitpid(pid, &status, 0);
+		ret = child_status(status);
+	}
+	oom = status_kb(CG_TEST "/memory.events", "oom_kill ");
+	rmdir(CG_TEST);
+	CHECK(ret == 1 || ret == 128 + SIGKILL,
+	      "child status %d: want ENOMEM/EFAULT from ACQUIRE or an OOM kill in the cgroup",
+	      ret);
+	printf("# child %s (oom_kill %ld)\n", ret == 1 ? "got ENOMEM/EFAULT" :
+	       "OOM-killed", oom);
+	return T_PASS;
+}
+
+/* ---- signals in the middle of long batches ------------------------- */
+
+/*
+ * The child's work: ATOMIC batches (or ACQUIREs) over 256 pages while a
+ * second thread keeps changing an unrelated mapping (mprotect) and
+ * touching the pages, so that the device keeps re-acquiring them.
+ */
+#define BUSY_PAGES	2048	/* 8 MiB per child: a leak would show */
+
+struct busy {
+	char *mem;
+	char *other;
+	int fd;
+	int acquire;
+	int ready;	/* pipe to the parent */
+};
+
+static void *busy_churn(void *p)
+{
+	struct busy *b = p;
+	unsigned long i = 0;
+
+	for (;;) {
+		mprotect(b->other, PAGE, (i & 1) ? PROT_READ : PROT_READ | PROT_WRITE);
+		if (!(i % 64))
+			b->mem[(i / 64 % BUSY_PAGES) * PAGE + 8] = 1;
+		i++;
+	}
+	return NULL;
+}
+
+static int busy_child(void *arg)
+{
+	struct xgpu_atomic_op ops[256];
+	struct busy b = { .acquire = (long)arg & 1, .ready = (long)arg >> 1 };
+	pthread_t th;
+	uint64_t n;
+	int i, k = 0;
+
+	b.mem = map_anon(BUSY_PAGES * PAGE, 0);
+	b.other = map_anon(PAGE, 0);
+	b.fd = xgpu_open();
+	if (!b.mem || !b.other || b.fd < 0)
+		return 11;
+	for (i = 0; i < 256; i++)
+		ops[i] = (struct xgpu_atomic_op){
+			.addr = (uintptr_t)(b.mem + i * PAGE), .value = 1,
+			.op = XGPU_OP_ADD, .width = 8 };
+	pthread_create(&th, NULL, busy_churn, &b);
+	if (write(b.ready, "r", 1) != 1)
+		return 12;
+	for (;; k = (k + 1) % (BUSY_PAGES / 256)) {
+		char *m = b.mem + k * 256 * PAGE;
+
+		if (b.acquire) {
+			acquire_raw(b.fd, m, 256, &n);
+			xgpu_release(b.fd, m, 256);
+		} else {
+			for (i = 0; i < 256; i++)
+				ops[i].addr = (uintptr_t)(m + i * PAGE);
+			xgpu_atomic(b.fd, ops, 256, NULL);
+		}
+	}
+	return 0;
+}
+
+/* Start busy_child, wait @delay s after it is ready, send @sig; seconds until it is reaped. */
+static double kill_busy(int acquire, int sig, double delay, int *st)
+{
+	int p[2], status;
+	double t0;
+	char c;
+	pid_t pid;
+
+	if (pipe(p))
+		return -1;
+	fflush(stdout);
+	pid = fork();
+	if (!pid) {
+		close(p[0]);
+		_exit(busy_child((void *)(long)(acquire | p[1] << 1)));
+	}
+	close(p[1]);
+	if (pid < 0 || read(p[0], &c, 1) != 1) {
+		close(p[0]);
+		return -1;
+	}
+	close(p[0]);
+	usleep(delay * 1e6);
+	t0 = now();
+	kill(pid, sig);
+	waitpid(pid, &status, 0);
+	*st = child_status(status);
+	return now() - t0;
+}
+
+/* MemAvailable after dropping clean caches, in kB */
+static long mem_available(void)
+{
+	int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+
+	if (fd >= 0) {
+		if (write(fd, "3", 1) != 1)
+			perror("drop_caches");
+		close(fd);
+	}
+	return status_kb("/proc/meminfo", "MemAvailable:");
+}
+
+static int fatal_signal_mid_batch(int sig)
+{
+	long ref0, ref1, avail0, avail1;
+	double worst = 0;
+	int round, st;
+
+	NEED_ATOMICS();
+	ref0 = module_refcnt();
+	avail0 = mem_available();
+	for (round = 0; round < 4; round++) {
+		double t = kill_busy(round & 1, sig, 0.3 + 0.1 * round, &st);
+
+		CHECK(t >= 0, "fork/pipe failed");
+		CHECK(st == 128 + sig, "%s child: status %d, want death by signal %d",
+		      round & 1 ? "ACQUIRE" : "ATOMIC", st, sig);
+		if (t > worst)
+			worst = t;
+	}
+	ref1 = module_refcnt();
+	avail1 = mem_available();
+	printf("# signal %d: slowest death %.3f s; refcnt %ld -> %ld; MemAvailable %ld -> %ld kB\n",
+	       sig, worst, ref0, ref1, avail0, avail1);
+	CHECK(worst < 1.0, "a child took %.2f s to die of signal %d mid-batch", worst, sig);
+	CHECK(ref1 == ref0, "module refcount %ld -> %ld", ref0, ref1);
+	/* 4 children of 8 MiB each: noise is a few MiB, a leak 8 MiB a child */
+	CHECK(avail1 > avail0 - 12 * 1024, "MemAvailable dropped by %ld kB",
+	      avail0 - avail1);
+	return T_PASS;
+}
+
+static int test_sigkill_mid_batch_dies_promptly_no_leak(void)
+{
+	return fatal_signal_mid_batch(SIGKILL);
+}
+
+static int test_sigint_mid_batch_dies_promptly_no_leak(void)
+{
+	return fatal_signal_mid_batch(SIGINT);
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * A caught signal ends a long batch early with EINTR and @done saying how
+ * far it got: the counters must add up exactly, nothing run twice or lost.
+ */
+static int test_caught_signal_eintr_done_exact(void)
+{
+	struct sigaction sa = { .sa_handler = on_usr1 };
+	struct xgpu_atomic_op ops[256];
+	uint64_t done_sum = 0, sum = 0;
+	long calls = 0, eintr = 0;
+	struct busy b = { 0 };
+	pid_t self = getpid();
+	double end;
+	int i, ret, err = 0;
+
+	NEED_ATOMICS();
+	sigaction(SIGUSR1, &sa, NULL);
+	b.mem = map_anon(256 * PAGE, 0);
+	b.other = map_anon(PAGE, 0);
+	CHECK(b.mem && b.other, "mmap");
+	for (i = 0; i < 256; i++)
+		ops[i] = (struct xgpu_atomic_op){
+			.addr = (uintptr_t)(b.mem + i * PAGE + 16), .value = 1,
+			.op = XGPU_OP_ADD, .width = 8 };
+	fflush(stdout);
+	{
+		pid_t pid = fork();
+
+		if (!pid) {
+			while (getppid() == self) {
+				kill(self, SIGUSR1);
+				usleep(2000);
+			}
+			_exit(0);
+		}
+		end = now() + opt_seconds;
+		while (now() < end) {
+			uint32_t done = 0;
+
+			ret = xgpu_atomic(dev_fd, ops, 256, &done);
+			calls++;
+			done_sum += done;
+			if (ret == -EINTR)
+				eintr++;
+			else if (ret && ret != -EAGAIN)
+				err = ret;
+			if (err)
+				break;
+		}
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	signal(SIGUSR1, SIG_DFL);
+	for (i = 0; i < 256; i++)
+		sum += *(uint64_t *)(b.mem + i * PAGE + 16);
+	munmap(b.mem, 256 * PAGE);
+	munmap(b.other, PAGE);
+	printf("# %ld calls under SIGUSR1 every 2 ms: %ld EINTR, %llu ops done\n",
+	       calls, eintr, (unsigned long long)done_sum);
+	CHECK(!err, "ATOMIC failed: %d (%s)", err, strerror(-err));
+	CHECK(sum == done_sum, "counters sum %llu, ATOMIC reported %llu done",
+	      (unsigned long long)sum, (unsigned long long)done_sum);
+	return T_PASS;
+}
+
+/* ---- where the device's work runs ---------------------------------- */
+
+static double thread_cpu(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * The work an ioctl makes the device do is the caller's: it runs in the
+ * calling thread (its CPU time, its cgroup, its priority), not on a shared
+ * kernel worker.  Measured: the caller's CPU time over the wall time of
+ * ACQUIREs of 256 pages.
+ */
+static int test_device_work_runs_in_caller_context(void)
+{
+	double wall = 0, cpu = 0, end, t0, c0;
+	char *mem;
+	long calls = 0;
+
+	NEED_ATOMICS();
+	mem = map_anon(256 * PAGE, 0);
+	CHECK(mem, "mmap");
+	end = now() + opt_seconds / 2;
+	while (now() < end) {
+		size_t i;
+
+		t0 = now();
+		c0 = thread_cpu();
+		CHECK(xgpu_acquire(dev_fd, mem, 256) == 256, "ACQUIRE");
+		cpu += thread_cpu() - c0;
+		wall += now() - t0;
+		calls++;
+		for (i = 0; i < 256; i++)
+			mem[i * PAGE]++;	/* CPU takes them back */
+	}
+	munmap(mem, 256 * PAGE);
+	printf("# %ld ACQUIREs of 256 pages: %.3f s wall, %.3f s CPU of the caller (%.0f%%)\n",
+	       calls, wall, cpu, 100 * cpu / wall);
+	CHECK(cpu > wall / 2,
+	      "the caller's thread used %.0f%% of the time its ACQUIREs took: the work runs elsewhere",
+	      100 * cpu / wall);
+	return T_PASS;
+}
+
+const struct xgpu_test tests_limits[] = {
+	TEST(test_dev_node_0660_open_needs_group),
+	TEST(test_unprivileged_memlock_limit_holds_under_acquire_loop),
+	TEST(test_memcg_limit_holds_for_device_owned_pages),
+	TEST(test_device_work_runs_in_caller_context),
+	TEST(test_sigkill_mid_batch_dies_promptly_no_leak),
+	TEST(test_sigint_mid_batch_dies_promptly_no_leak),
+	TEST(test_caught_signal_eintr_done_exact),
+};
+
+const size_t tests_limits_n = ARRAY_SIZE(tests_limits);
