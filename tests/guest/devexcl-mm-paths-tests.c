@@ -683,6 +683,47 @@ static bool block_is_movable(long block)
 	return !read_str(path, zones, sizeof(zones)) && !strcmp(zones, "Movable");
 }
 
+/*
+ * Prefer the node of the first ZONE_MOVABLE memory block for this process's
+ * allocations: a node's zonelist starts with its own Movable zone, and the
+ * guest's node 0 may have none that is usable (its top holds the boot
+ * allocations).  -1 if there is no such block.
+ */
+static int prefer_movable_node(void)
+{
+	char path[300], zones[64];
+	unsigned long mask;
+	struct dirent *de, *ne;
+	DIR *d, *bd;
+	int node = -1;
+
+	d = opendir(MEMORY_SYSFS);
+	if (!d)
+		return -1;
+	while (node < 0 && (de = readdir(d))) {
+		if (strncmp(de->d_name, "memory", 6) || !strchr("0123456789", de->d_name[6]))
+			continue;
+		snprintf(path, sizeof(path), MEMORY_SYSFS "/%s/valid_zones", de->d_name);
+		if (read_str(path, zones, sizeof(zones)) || strcmp(zones, "Movable"))
+			continue;
+		snprintf(path, sizeof(path), MEMORY_SYSFS "/%s", de->d_name);
+		bd = opendir(path);
+		while (bd && (ne = readdir(bd)))
+			if (!strncmp(ne->d_name, "node", 4) && strchr("0123456789", ne->d_name[4]))
+				node = atoi(ne->d_name + 4);
+		if (bd)
+			closedir(bd);
+	}
+	closedir(d);
+	if (node < 0 || node >= (int)(8 * sizeof(mask)))
+		return -1;
+	mask = 1UL << node;
+	/* MPOL_PREFERRED (1): allocate there first */
+	if (syscall(SYS_set_mempolicy, 1, &mask, 8 * sizeof(mask) + 1))
+		return -1;
+	return node;
+}
+
 static int offline_child(void *p)
 {
 	struct offline_env *env = p;
@@ -698,6 +739,8 @@ static int offline_child(void *p)
 	fd = child_probe(env->api);
 	if (fd < 0)
 		return CHILD_FAIL;
+	CLOG("allocating on node %d, which has a ZONE_MOVABLE block",
+	     prefer_movable_node());
 	buf = map_private(len);
 	if (buf == MAP_FAILED)
 		return CHILD_FAIL;
