@@ -647,7 +647,7 @@ TEST_F(paths, reclaim_in_small_memcg_swaps_exclusive_pages_out)
  * writer was signalled (here: an alarm after OFFLINE_ALARM_S seconds).
  */
 #define OFFLINE_PAGES	64
-#define OFFLINE_SEED	54
+#define OFFLINE_SEED	54000
 #define OFFLINE_ALARM_S	30
 
 struct offline_env {
@@ -675,12 +675,35 @@ static long block_of(uint64_t pfn)
 	return (long)(pfn / (uint64_t)block_pages);
 }
 
-static bool block_is_movable(long block)
+/*
+ * Can the block be offlined at all: in ZONE_MOVABLE, and all System RAM
+ * (offline_pages() refuses a block with holes, like the guest's last one,
+ * whose top the firmware keeps).
+ */
+static bool block_offlinable(long block)
 {
-	char path[128], zones[128];
+	unsigned long long start, end, bs = 0, b0, b1;
+	char path[128], zones[128], line[256];
+	bool ok = false;
+	FILE *f;
 
 	snprintf(path, sizeof(path), MEMORY_SYSFS "/memory%ld/valid_zones", block);
-	return !read_str(path, zones, sizeof(zones)) && !strcmp(zones, "Movable");
+	if (read_str(path, zones, sizeof(zones)) || strcmp(zones, "Movable"))
+		return false;
+	if (read_str(MEMORY_SYSFS "/block_size_bytes", line, sizeof(line)))
+		return false;
+	bs = strtoull(line, NULL, 16);
+	b0 = (unsigned long long)block * bs;
+	b1 = b0 + bs - 1;
+	f = fopen("/proc/iomem", "r");
+	if (!f)
+		return false;
+	while (!ok && fgets(line, sizeof(line), f))
+		if (line[0] != ' ' && strstr(line, ": System RAM") &&
+		    sscanf(line, "%llx-%llx", &start, &end) == 2)
+			ok = start <= b0 && b1 <= end;
+	fclose(f);
+	return ok;
 }
 
 /*
@@ -691,7 +714,7 @@ static bool block_is_movable(long block)
  */
 static int prefer_movable_node(void)
 {
-	char path[300], zones[64];
+	char path[300];
 	unsigned long mask;
 	struct dirent *de, *ne;
 	DIR *d, *bd;
@@ -703,8 +726,7 @@ static int prefer_movable_node(void)
 	while (node < 0 && (de = readdir(d))) {
 		if (strncmp(de->d_name, "memory", 6) || !strchr("0123456789", de->d_name[6]))
 			continue;
-		snprintf(path, sizeof(path), MEMORY_SYSFS "/%s/valid_zones", de->d_name);
-		if (read_str(path, zones, sizeof(zones)) || strcmp(zones, "Movable"))
+		if (!block_offlinable(atol(de->d_name + 6)))
 			continue;
 		snprintf(path, sizeof(path), MEMORY_SYSFS "/%s", de->d_name);
 		bd = opendir(path);
@@ -724,41 +746,59 @@ static int prefer_movable_node(void)
 	return node;
 }
 
+/*
+ * Allocate 4 MiB chunks (at most OFFLINE_CHUNKS) until pages land in a block
+ * that can be offlined; make up to OFFLINE_PAGES of them exclusive.
+ */
+#define OFFLINE_CHUNK	(4UL << 20)
+#define OFFLINE_CHUNKS	48
+
 static int offline_child(void *p)
 {
 	struct offline_env *env = p;
-	const size_t ps = psize(), len = OFFLINE_PAGES * ps;
+	const size_t ps = psize();
+	char *addr[OFFLINE_PAGES], *chunk[OFFLINE_CHUNKS];
 	uint64_t pfn[OFFLINE_PAGES];
 	struct devexcl_probe_stats st0, st1;
 	struct sigaction sa = { .sa_handler = on_alarm };
 	char path[128];
 	long block = -1;
-	int fd, i, in = 0, moved = 0, ret;
+	int fd, i, n = 0, moved = 0, ret, c, node;
+	size_t off;
 	char *buf;
 
 	fd = child_probe(env->api);
 	if (fd < 0)
 		return CHILD_FAIL;
-	CLOG("allocating on node %d, which has a ZONE_MOVABLE block",
-	     prefer_movable_node());
-	buf = map_private(len);
-	if (buf == MAP_FAILED)
-		return CHILD_FAIL;
-	madvise(buf, len, MADV_NOHUGEPAGE);
-	fill_pattern(buf, len, OFFLINE_SEED);
-	for (i = 0; i < OFFLINE_PAGES; i++) {
-		pfn[i] = pfn_of(buf + i * ps);
-		if (block < 0 && pfn[i] && block_is_movable(block_of(pfn[i])))
-			block = block_of(pfn[i]);
+	node = prefer_movable_node();
+	for (c = 0; c < OFFLINE_CHUNKS && !n; c++) {
+		buf = map_private(OFFLINE_CHUNK);
+		if (buf == MAP_FAILED)
+			return CHILD_FAIL;
+		chunk[c] = buf;
+		madvise(buf, OFFLINE_CHUNK, MADV_NOHUGEPAGE);
+		fill_pattern(buf, OFFLINE_CHUNK, OFFLINE_SEED + c);
+		for (off = 0; off < OFFLINE_CHUNK && n < OFFLINE_PAGES; off += ps) {
+			uint64_t f = pfn_of(buf + off);
+			long b = f ? block_of(f) : -1;
+
+			if (b < 0 || (block >= 0 && b != block) ||
+			    (block < 0 && !block_offlinable(b)))
+				continue;
+			block = b;
+			addr[n] = buf + off;
+			pfn[n++] = f;
+		}
 	}
-	if (block < 0) {
-		printf("# SKIP no page of the buffer is in a ZONE_MOVABLE block (ci/boot passes movablecore=)\n");
+	CLOG("%d pages in memory%ld after %d MiB on node %d", n, block,
+	     c * (int)(OFFLINE_CHUNK >> 20), node);
+	if (!n) {
+		printf("# SKIP no page landed in an offlinable ZONE_MOVABLE block (ci/boot passes movablecore=)\n");
 		return CHILD_SKIP;
 	}
-	for (i = 0; i < OFFLINE_PAGES; i++)
-		in += block_of(pfn[i]) == block;
-	if (child_exclusive(fd, buf, OFFLINE_PAGES))
-		return CHILD_FAIL;
+	for (i = 0; i < n; i++)
+		if (child_exclusive(fd, addr[i], 1))
+			return CHILD_FAIL;
 	st0 = stats_of(fd);
 
 	snprintf(path, sizeof(path), MEMORY_SYSFS "/memory%ld/state", block);
@@ -767,19 +807,18 @@ static int offline_child(void *p)
 	alarm(OFFLINE_ALARM_S);
 	ret = write_str(path, "offline");
 	alarm(0);
-	CLOG("offline memory%ld (%d of %d exclusive pages in it): %s", block,
-	     in, OFFLINE_PAGES, ret ? strerror(-ret) : "done");
+	CLOG("offline memory%ld with %d exclusive pages in it: %s", block, n,
+	     ret ? strerror(-ret) : "done");
 	if (ret) {
 		env->block = -1;
 		return CHILD_FAIL;
 	}
 	st1 = stats_of(fd);
-	for (i = 0; i < OFFLINE_PAGES; i++)
-		if (block_of(pfn[i]) == block && pm_present(buf + i * ps, 1) == 1 &&
-		    pfn_of(buf + i * ps) != pfn[i])
+	for (i = 0; i < n; i++)
+		if (pm_present(addr[i], 1) == 1 && pfn_of(addr[i]) != pfn[i])
 			moved++;
 	CLOG("%d of %d pages moved out of the block; invalidations %llu -> %llu",
-	     moved, in, (unsigned long long)st0.invalidations,
+	     moved, n, (unsigned long long)st0.invalidations,
 	     (unsigned long long)st1.invalidations);
 	ret = write_str(path, "online_movable");
 	if (ret)
@@ -788,12 +827,13 @@ static int offline_child(void *p)
 		CLOG("online memory%ld again: %s", block, strerror(-ret));
 	else
 		env->block = -1;
-	if (moved != in || st1.invalidations <= st0.invalidations)
+	if (moved != n || st1.invalidations <= st0.invalidations)
 		return CHILD_FAIL;
-	if (check_pattern(buf, len, OFFLINE_SEED) != -1) {
-		CLOG("data changed by the offline migration");
-		return CHILD_FAIL;
-	}
+	for (i = 0; i < c; i++)
+		if (check_pattern(chunk[i], OFFLINE_CHUNK, OFFLINE_SEED + i) != -1) {
+			CLOG("data of chunk %d changed by the offline migration", i);
+			return CHILD_FAIL;
+		}
 	return CHILD_OK;
 }
 
