@@ -93,6 +93,20 @@ static uint64_t pm_entry(const void *addr)
 	return ent;
 }
 
+/* The pagemap entries of n pages from addr; 0 or -1. */
+static int pm_entries(const void *addr, size_t n, uint64_t *ent)
+{
+	ssize_t len = (ssize_t)(n * sizeof(*ent)), got;
+	int fd;
+
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	got = pread(fd, ent, len, (off_t)((uintptr_t)addr / psize() * 8));
+	close(fd);
+	return got == len ? 0 : -1;
+}
+
 /* The PFN of a present page (needs CAP_SYS_ADMIN), 0 if not present. */
 static uint64_t pfn_of(const void *addr)
 {
@@ -680,12 +694,21 @@ static long block_of(uint64_t pfn)
  * (offline_pages() refuses a block with holes, like the guest's last one,
  * whose top the firmware keeps).
  */
+#define MAX_BLOCKS	1024
+
 static bool block_offlinable(long block)
 {
+	static signed char known[MAX_BLOCKS];	/* 0 unknown, 1 yes, -1 no */
 	unsigned long long start, end, bs = 0, b0, b1;
 	char path[128], zones[128], line[256];
 	bool ok = false;
 	FILE *f;
+
+	if (block < 0 || block >= MAX_BLOCKS)
+		return false;
+	if (known[block])
+		return known[block] > 0;
+	known[block] = -1;
 
 	snprintf(path, sizeof(path), MEMORY_SYSFS "/memory%ld/valid_zones", block);
 	if (read_str(path, zones, sizeof(zones)) || strcmp(zones, "Movable"))
@@ -703,6 +726,7 @@ static bool block_offlinable(long block)
 		    sscanf(line, "%llx-%llx", &start, &end) == 2)
 			ok = start <= b0 && b1 <= end;
 	fclose(f);
+	known[block] = ok ? 1 : -1;
 	return ok;
 }
 
@@ -757,6 +781,7 @@ static int offline_child(void *p)
 {
 	struct offline_env *env = p;
 	const size_t ps = psize();
+	static uint64_t ents[OFFLINE_CHUNK / 4096];
 	char *addr[OFFLINE_PAGES], *chunk[OFFLINE_CHUNKS];
 	uint64_t pfn[OFFLINE_PAGES];
 	struct devexcl_probe_stats st0, st1;
@@ -778,8 +803,11 @@ static int offline_child(void *p)
 		chunk[c] = buf;
 		madvise(buf, OFFLINE_CHUNK, MADV_NOHUGEPAGE);
 		fill_pattern(buf, OFFLINE_CHUNK, OFFLINE_SEED + c);
+		if (pm_entries(buf, OFFLINE_CHUNK / ps, ents))
+			return CHILD_FAIL;
 		for (off = 0; off < OFFLINE_CHUNK && n < OFFLINE_PAGES; off += ps) {
-			uint64_t f = pfn_of(buf + off);
+			uint64_t e = ents[off / ps];
+			uint64_t f = (e & PM_PRESENT) ? e & PM_PFN_MASK : 0;
 			long b = f ? block_of(f) : -1;
 
 			if (b < 0 || (block >= 0 && b != block) ||

@@ -251,7 +251,11 @@ static inline int run_child(int (*fn)(void *), void *arg, double deadline_s)
 	if (pid < 0)
 		return CHILD_FAIL;
 	if (pid == 0) {
-		int rc = fn(arg);
+		int rc;
+
+		/* its diagnostics must survive a SIGKILL at the deadline */
+		setvbuf(stdout, NULL, _IOLBF, 0);
+		rc = fn(arg);
 
 		fflush(NULL);
 		_exit(rc);
