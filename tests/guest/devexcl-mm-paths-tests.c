@@ -25,7 +25,6 @@
  *       devexcl-mm-paths-tests.c -o devexcl-mm-paths-tests -lpthread
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -731,36 +730,35 @@ static bool block_offlinable(long block)
 }
 
 /*
- * Prefer the node of the first ZONE_MOVABLE memory block for this process's
- * allocations: a node's zonelist starts with its own Movable zone, and the
- * guest's node 0 may have none that is usable (its top holds the boot
- * allocations).  -1 if there is no such block.
+ * Prefer, for this process's allocations, the node whose Movable zone has
+ * the most free pages: a node's zonelist starts with its own Movable zone,
+ * and the guest's node 0 may have a Movable zone with nothing in it to
+ * allocate (its top holds the boot allocations).  The node, or -1.
  */
 static int prefer_movable_node(void)
 {
-	char path[300];
+	long free, best_free = 0;
+	int node = -1, cur = -1;
+	bool movable = false;
 	unsigned long mask;
-	struct dirent *de, *ne;
-	DIR *d, *bd;
-	int node = -1;
+	char line[256], zone[32];
+	FILE *f;
 
-	d = opendir(MEMORY_SYSFS);
-	if (!d)
+	f = fopen("/proc/zoneinfo", "r");
+	if (!f)
 		return -1;
-	while (node < 0 && (de = readdir(d))) {
-		if (strncmp(de->d_name, "memory", 6) || !strchr("0123456789", de->d_name[6]))
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Node %d, zone %31s", &cur, zone) == 2) {
+			movable = !strcmp(zone, "Movable");
 			continue;
-		if (!block_offlinable(atol(de->d_name + 6)))
-			continue;
-		snprintf(path, sizeof(path), MEMORY_SYSFS "/%s", de->d_name);
-		bd = opendir(path);
-		while (bd && (ne = readdir(bd)))
-			if (!strncmp(ne->d_name, "node", 4) && strchr("0123456789", ne->d_name[4]))
-				node = atoi(ne->d_name + 4);
-		if (bd)
-			closedir(bd);
+		}
+		if (movable && sscanf(line, " pages free %ld", &free) == 1 &&
+		    free > best_free) {
+			best_free = free;
+			node = cur;
+		}
 	}
-	closedir(d);
+	fclose(f);
 	if (node < 0 || node >= (int)(8 * sizeof(mask)))
 		return -1;
 	mask = 1UL << node;
