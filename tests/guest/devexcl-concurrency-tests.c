@@ -814,9 +814,9 @@ TEST_F(conc, collapse_scan_leaves_device_exclusive_entries_alone)
 	ASSERT_NE(MAP_FAILED, map);
 	buf = (char *)(((uintptr_t)map + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1));
 	/*
-	 * Order-0 pages: a 5.10 exclusive entry holds a page reference but no
-	 * mapcount, so a PTE-mapped THP would fail khugepaged's refcount check
-	 * before the swap-in; with order-0 pages every line reaches it.
+	 * Order-0 pages, so that every line reaches the swap-in: on 5.10
+	 * series that drop the mapcount of an exclusive entry (before 0020a),
+	 * a PTE-mapped THP failed khugepaged's refcount check first.
 	 */
 	ASSERT_EQ(0, madvise(buf, HPAGE_SIZE, MADV_NOHUGEPAGE));
 	fill_pattern(buf, HPAGE_SIZE, COLLAPSE_SEED);
