@@ -48,6 +48,7 @@ static const struct {
 	{ "READ", XGPU_IOC_READ, sizeof(struct xgpu_rw), false, true },
 	{ "WRITE", XGPU_IOC_WRITE, sizeof(struct xgpu_rw), false, true },
 };
+
 #define NCMDS		((int)ARRAY_SIZE(cmds))
 #define CMD_UNKNOWN	NCMDS	/* an ioctl number the module does not know */
 
@@ -488,13 +489,16 @@ int test_fuzz_random_ioctls_documented_errnos(void)
 	for (e = 1; e < NERR; e++)
 		if (errs[e])
 			printf(", %ld %s", errs[e], errname(e));
-	printf("\n# disruptions: %ld munmap, %ld mremap (%ld refused: several VMAs), %ld mprotect, %ld DONTNEED, %ld fork, %ld fd replaced, %ld SIGUSR1\n",
-	       d.actions[0], d.actions[1], d.mremap_refused, d.actions[2],
-	       d.actions[3], d.actions[4], d.actions[5], d.actions[6]);
+	printf("\n# disruptions: %ld munmap, %ld mremap (%ld refused: several VMAs),",
+	       d.actions[0], d.actions[1], d.mremap_refused);
+	printf(" %ld mprotect, %ld DONTNEED, %ld fork, %ld fd replaced, %ld SIGUSR1\n",
+	       d.actions[2], d.actions[3], d.actions[4], d.actions[5],
+	       d.actions[6]);
 	if (fail_msg[0])
 		return t_fail("%s", fail_msg);
 	CHECK(!d.errors, "%d disruptions failed (mmap, mremap, open, fork)", d.errors);
-	CHECK(!d.child_bad, "a fork child: status %#x (exit 1: an inherited fd was usable, want EBADF)",
+	CHECK(!d.child_bad,
+	      "a fork child: status %#x (exit 1: an inherited fd was usable)",
 	      d.child_bad);
 	CHECK(total == opt_fuzz, "%ld calls of %ld", total, opt_fuzz);
 	CHECK(pin == 0, "VmPin %ld kB after the last close", pin);
