@@ -320,3 +320,20 @@ guest_reports() {
 	head -n 20 "$1/splats.txt" | sed 's/^/    /' >&2
 	return 1
 }
+
+# shadow_standins ROOT: kmod-xgpu's %pre makes the group xgpu with shadow-utils (getent
+# group || groupadd -r; Requires(pre): shadow-utils), which an empty --root lacks, and so
+# does Debian's busybox-static: an /etc/group and two shell stand-ins for them in ROOT, so
+# that %pre runs (and its group can be checked in ROOT/etc/group)
+shadow_standins() {
+	mkdir -p "$1/etc" "$1/usr/bin" "$1/usr/sbin"
+	echo 'root:x:0:' >"$1/etc/group"
+	# (plain sh: the root has no grep or wc, only busybox as /bin/sh)
+	# shellcheck disable=SC2016 # (the stand-ins' own arguments)
+	printf '#!/bin/sh\n[ "$1" = group ] || exit 2\nwhile IFS=: read -r n _; do [ "$n" = "$2" ] && exit 0; done </etc/group\nexit 2\n' \
+		>"$1/usr/bin/getent"
+	# shellcheck disable=SC2016
+	printf '#!/bin/sh\n[ "$1" = -r ] && shift\ng=990\nwhile IFS=: read -r n _; do [ "$n" = "$1" ] && exit 9; g=$((g - 1)); done </etc/group\necho "$1:x:$g:" >>/etc/group\n' \
+		>"$1/usr/sbin/groupadd"
+	chmod 755 "$1/usr/bin/getent" "$1/usr/sbin/groupadd"
+}

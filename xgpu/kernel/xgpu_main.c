@@ -30,6 +30,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/capability.h>
+#include <linux/debugfs.h>
 #include <linux/fs.h>
 #include <linux/hmm.h>
 #include <linux/jiffies.h>
@@ -44,6 +45,7 @@
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/xarray.h>
@@ -73,9 +75,36 @@ static DEFINE_MUTEX(xgpu_ctxs_lock);	/* xgpu_ctxs */
 
 static bool enable_atomics = true;
 
+/* debugfs: xgpu/contexts, the kernel-internal counters of every context */
+static struct dentry *xgpu_debugfs;
+static atomic64_t xgpu_ctx_ids;
+
+/*
+ * Why an atomic entry was revoked: the mmu_notifier event, counted for
+ * debugfs only (the event kinds are kernel-internal, not ABI).
+ */
+enum xgpu_revoke {
+	XGPU_REVOKE_UNMAP,
+	XGPU_REVOKE_CLEAR,
+	XGPU_REVOKE_PROT_VMA,
+	XGPU_REVOKE_PROT_PAGE,
+	XGPU_REVOKE_SOFT_DIRTY,
+	XGPU_REVOKE_RELEASE,
+	XGPU_REVOKE_MIGRATE,
+	XGPU_REVOKE_EXCLUSIVE,	/* another owner, or a CPU touch (see README) */
+	XGPU_REVOKE_OTHER,
+	XGPU_REVOKE_NR
+};
+
+static const char * const xgpu_revoke_names[XGPU_REVOKE_NR] = {
+	"unmap", "clear", "protection_vma", "protection_page", "soft_dirty",
+	"release", "migrate", "exclusive", "other",
+};
+
 /*
  * struct xgpu_stats_ctr - counters of a context, lockless (atomic64_t);
- * the fields are those of struct xgpu_stats in the UAPI header.
+ * struct xgpu_stats in the UAPI header reports the first ones (revoked as
+ * the sum of @revoked[]), debugfs all of them.
  */
 struct xgpu_stats_ctr {
 	atomic64_t acquisitions;
@@ -83,16 +112,18 @@ struct xgpu_stats_ctr {
 	atomic64_t fastpath_hits;
 	atomic64_t ops;
 	atomic64_t retries;
+	atomic64_t released;
+	atomic64_t rw_bytes;
 	atomic64_t self_events;
 	atomic64_t invalidations;
 	atomic64_t revoked[XGPU_REVOKE_NR];
-	atomic64_t released;
-	atomic64_t rw_bytes;
 };
 
 /**
  * struct xgpu_ctx - one open file of /dev/xgpu
  * @mm: the opener's mm, mmgrab()ed; immutable
+ * @tgid: the opener's thread group id, for debugfs; immutable
+ * @id: a number unique among the contexts, for debugfs; immutable
  * @node: in xgpu_ctxs (xgpu_ctxs_lock)
  * @chunk_lock: protects @chunks and @nchunks, orders new chunk users
  *	against their freeing; taken before pt_lock, never under it
@@ -109,6 +140,8 @@ struct xgpu_stats_ctr {
  */
 struct xgpu_ctx {
 	struct mm_struct *mm;
+	pid_t tgid;
+	u64 id;
 	struct list_head node;
 	struct mutex chunk_lock;	/* see above: @chunks, @nchunks */
 	struct xarray chunks;
@@ -1025,10 +1058,9 @@ static long xgpu_ioctl_stats(struct xgpu_ctx *ctx, void __user *uarg)
 	st.fastpath_hits = atomic64_read(&c->fastpath_hits);
 	st.ops = atomic64_read(&c->ops);
 	st.retries = atomic64_read(&c->retries);
-	st.self_events = atomic64_read(&c->self_events);
-	st.invalidations = atomic64_read(&c->invalidations);
+	st.revoked = 0;
 	for (i = 0; i < XGPU_REVOKE_NR; i++)
-		st.revoked[i] = atomic64_read(&c->revoked[i]);
+		st.revoked += atomic64_read(&c->revoked[i]);
 	st.released = atomic64_read(&c->released);
 	st.rw_bytes = atomic64_read(&c->rw_bytes);
 	return copy_to_user(uarg, &st, sizeof(st)) ? -EFAULT : 0;
@@ -1117,6 +1149,8 @@ static int xgpu_open(struct inode *inode, struct file *file)
 	xa_init(&ctx->pt);
 	mmgrab(current->mm);
 	ctx->mm = current->mm;
+	ctx->tgid = current->tgid;
+	ctx->id = atomic64_inc_return(&xgpu_ctx_ids);
 
 	mutex_lock(&xgpu_ctxs_lock);
 	list_add(&ctx->node, &xgpu_ctxs);
@@ -1152,6 +1186,35 @@ static int xgpu_release(struct inode *inode, struct file *file)
 	kfree(ctx);
 	return 0;
 }
+
+/*
+ * debugfs xgpu/contexts: one line per open context, "key=value" pairs: the
+ * opener's tgid, the context's id, its counters including the
+ * kernel-internal ones (own MMU_NOTIFY_EXCLUSIVE events ignored, notifier
+ * callbacks, revocations by mmu_notifier event), and its atomic entries.
+ */
+static int xgpu_contexts_show(struct seq_file *m, void *unused)
+{
+	struct xgpu_stats_ctr *c;
+	struct xgpu_ctx *ctx;
+	int i;
+
+	mutex_lock(&xgpu_ctxs_lock);
+	list_for_each_entry(ctx, &xgpu_ctxs, node) {
+		c = &ctx->stats;
+		seq_printf(m, "tgid=%d ctx=%llu entries=%lu self_events=%lld invalidations=%lld",
+			   ctx->tgid, ctx->id, READ_ONCE(ctx->npages),
+			   atomic64_read(&c->self_events),
+			   atomic64_read(&c->invalidations));
+		for (i = 0; i < XGPU_REVOKE_NR; i++)
+			seq_printf(m, " revoked_%s=%lld", xgpu_revoke_names[i],
+				   atomic64_read(&c->revoked[i]));
+		seq_putc(m, '\n');
+	}
+	mutex_unlock(&xgpu_ctxs_lock);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(xgpu_contexts);
 
 static const struct file_operations xgpu_fops = {
 	.owner = THIS_MODULE,
@@ -1211,6 +1274,10 @@ static int __init xgpu_init(void)
 	ret = misc_register(&xgpu_misc);
 	if (ret)
 		return ret;
+	/* debugfs is optional: its errors are not ours to handle */
+	xgpu_debugfs = debugfs_create_dir("xgpu", NULL);
+	debugfs_create_file("contexts", 0400, xgpu_debugfs, NULL,
+			    &xgpu_contexts_fops);
 
 	if (XGPU_API == XGPU_API_NONE)
 		pr_info("/dev/xgpu: device atomics unavailable: this kernel has no device-exclusive API (make_device_exclusive_range/make_device_exclusive); READ/WRITE only\n");
@@ -1223,6 +1290,7 @@ module_init(xgpu_init);
 
 static void __exit xgpu_exit(void)
 {
+	debugfs_remove_recursive(xgpu_debugfs);
 	misc_deregister(&xgpu_misc);
 }
 module_exit(xgpu_exit);

@@ -4,12 +4,16 @@
  * every test file uses.
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "xgpu-test.h"
 
@@ -39,6 +43,34 @@ void *map_anon(size_t len, int thp)
 	madvise(a, len, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	memset(a, 0, len);
 	return a;
+}
+
+int dbg_counter(const char *key, uint64_t *val)
+{
+	char line[1024], want[32], *p;
+	int found = 0;
+	size_t klen = strlen(key);
+	FILE *f = fopen(XGPU_DEBUGFS_CONTEXTS, "r");
+
+	if (!f)
+		return -ENOENT;
+	snprintf(want, sizeof(want), "tgid=%d ", (int)getpid());
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, want, strlen(want)))
+			continue;
+		found++;
+		for (p = line; (p = strstr(p, key)); p += klen)
+			if ((p == line || p[-1] == ' ') && p[klen] == '=') {
+				*val = strtoull(p + klen + 1, NULL, 10);
+				break;
+			}
+		if (!p)
+			found = -100;
+	}
+	fclose(f);
+	if (found < 0)
+		return -EINVAL;
+	return found == 1 ? 0 : found ? -EEXIST : -ESRCH;
 }
 
 int child_status(int status)

@@ -125,16 +125,6 @@ int xgpu_stats(int fd, struct xgpu_stats *st)
 	return xgpu_ioctl(fd, XGPU_IOC_STATS, st);
 }
 
-uint64_t xgpu_stats_revoked(const struct xgpu_stats *st)
-{
-	uint64_t n = 0;
-	int i;
-
-	for (i = 0; i < XGPU_REVOKE_NR; i++)
-		n += st->revoked[i];
-	return n;
-}
-
 static int xgpu_rw(int fd, unsigned long cmd, const void *addr, void *buf,
 		   size_t len)
 {

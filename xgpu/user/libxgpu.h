@@ -50,8 +50,6 @@ int64_t xgpu_query(int fd, void *addr, uint64_t npages, uint64_t *bitmap);
 
 /* STATS of this descriptor's context. */
 int xgpu_stats(int fd, struct xgpu_stats *st);
-/* Sum of st->revoked[] */
-uint64_t xgpu_stats_revoked(const struct xgpu_stats *st);
 
 /* READ/WRITE @len bytes (1..XGPU_MAX_RW) through the device mirror. */
 int xgpu_read(int fd, void *dst, const void *addr, size_t len);

@@ -653,11 +653,14 @@ static int recv_fd(int sock)
 }
 
 /*
- * The child opens, makes 64 pages device-owned, passes the descriptor and
- * closes its own copy; the receiver cannot use it (EBADF: another mm) and
- * its close() is the last one, so the context is torn down in the
- * receiver while the owner's mm lives on.  The owner's data must be intact
- * and its pages back to normal (nothing left charged: VmPin 0).
+ * The child opens, makes 64 pages device-owned (where the kernel has
+ * device atomics), passes the descriptor and closes its own copy; the
+ * receiver cannot use it (EBADF: another mm) and its close() is the last
+ * one, so the context is torn down in the receiver while the owner's mm
+ * lives on.  The owner's data must be intact and its pages back to normal
+ * (nothing left charged: VmPin 0).  Without device atomics (Debian's
+ * kernels) the descriptor is passed with no pages device-owned: the
+ * EBADF and the teardown from another process are tested all the same.
  */
 static int test_fd_passed_over_scm_rights(void)
 {
@@ -666,7 +669,6 @@ static int test_fd_passed_over_scm_rights(void)
 	char c;
 	pid_t pid;
 
-	NEED_ATOMICS();
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
 		return t_skip("socketpair(AF_UNIX): %s (kernel without CONFIG_UNIX)",
 			      strerror(errno));
@@ -683,7 +685,9 @@ static int test_fd_passed_over_scm_rights(void)
 			_exit(11);
 		for (i = 0; i < 64; i++)
 			mem[i * PAGE / 8] = i;
-		if (xgpu_acquire(cfd, mem, 64) != 64 || send_fd(sv[1], cfd))
+		if (atomics() && xgpu_acquire(cfd, mem, 64) != 64)
+			_exit(12);
+		if (send_fd(sv[1], cfd))
 			_exit(12);
 		close(cfd);
 		if (read(sv[1], &c, 1) != 1)	/* the receiver closed it */
@@ -712,6 +716,8 @@ static int test_fd_passed_over_scm_rights(void)
 	CHECK(WIFEXITED(status) && !WEXITSTATUS(status),
 	      "owner status %#x (14: data, 15: VmPin not 0 after the last close)",
 	      status);
+	printf("# passed with %s\n", atomics() ? "64 device-owned pages" :
+	       "no device-owned pages (no device atomics in this kernel)");
 	return T_PASS;
 }
 

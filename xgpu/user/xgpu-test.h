@@ -40,6 +40,13 @@ extern uint64_t bm1[1];		/* QUERY bitmap scratch for one word */
 double now(void);
 /* Anonymous private memory; @thp: 1 = MADV_HUGEPAGE, 0 = MADV_NOHUGEPAGE */
 void *map_anon(size_t len, int thp);
+/*
+ * The kernel-internal counter @key ("self_events", "revoked_unmap", ...) of
+ * this process's only context, from debugfs: 0, or -ENOENT (no debugfs),
+ * -ESRCH (no context), -EEXIST (several), -EINVAL (no such key).
+ */
+#define XGPU_DEBUGFS_CONTEXTS	"/sys/kernel/debug/xgpu/contexts"
+int dbg_counter(const char *key, uint64_t *val);
 /* exit status of a finished child: its exit code, or 128 + its signal */
 int child_status(int status);
 

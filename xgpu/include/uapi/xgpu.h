@@ -49,8 +49,13 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-/* 2: ioctl type 0xB9 (was 'X', which is XFS's); EINTR, ENOMEM, EBUSY as above */
-#define XGPU_ABI_VERSION	2
+/*
+ * 2: ioctl type 0xB9 (was 'X', which is XFS's); EINTR, ENOMEM, EBUSY as above
+ * 3: struct xgpu_stats without the kernel-internal event counters
+ *    (self_events, invalidations, revoked[] by mmu_notifier event: debugfs
+ *    xgpu/contexts); revoked is one total
+ */
+#define XGPU_ABI_VERSION	3
 
 /* Limits (also reported by INFO). */
 #define XGPU_MAX_BATCH		256	/* ops per ATOMIC call */
@@ -207,15 +212,9 @@ struct xgpu_rw {
  * @fastpath_hits: ops executed on a still-valid atomic entry
  * @ops: atomic ops executed
  * @retries: acquisitions redone because an invalidation raced with them
- * @self_events: own MMU_NOTIFY_EXCLUSIVE events ignored (owner check)
- * @invalidations: notifier callbacks that were not our own
- * @revoked: atomic entries revoked, by mmu_notifier event:
- *	[0] UNMAP, [1] CLEAR, [2] PROTECTION_VMA, [3] PROTECTION_PAGE,
- *	[4] SOFT_DIRTY, [5] RELEASE, [6] MIGRATE, [7] EXCLUSIVE (another
- *	owner, or the CPU touching the page on kernels that report it so),
- *	[8] other.  A CPU touch is EXCLUSIVE (owner NULL) where the restore
- *	path sends that (upstream 5.14-6.14, devexcl 5.10) and CLEAR on
- *	6.15+ (7.1)
+ * @revoked: atomic entries the kernel took back (the CPU touched the page,
+ *	munmap, mprotect, fork, migration, ...); the kernel-internal reasons
+ *	are in debugfs (xgpu/contexts), not part of this ABI
  * @released: entries dropped by RELEASE
  * @rw_bytes: bytes moved by READ and WRITE
  */
@@ -227,23 +226,10 @@ struct xgpu_stats {
 	__u64 fastpath_hits;
 	__u64 ops;
 	__u64 retries;
-	__u64 self_events;
-	__u64 invalidations;
-	__u64 revoked[9];
+	__u64 revoked;
 	__u64 released;
 	__u64 rw_bytes;
 };
-
-#define XGPU_REVOKE_UNMAP	0
-#define XGPU_REVOKE_CLEAR	1
-#define XGPU_REVOKE_PROT_VMA	2
-#define XGPU_REVOKE_PROT_PAGE	3
-#define XGPU_REVOKE_SOFT_DIRTY	4
-#define XGPU_REVOKE_RELEASE	5
-#define XGPU_REVOKE_MIGRATE	6
-#define XGPU_REVOKE_EXCLUSIVE	7
-#define XGPU_REVOKE_OTHER	8
-#define XGPU_REVOKE_NR		9
 
 /* ioctl type: 0xB9 is free in Documentation/userspace-api/ioctl/ioctl-number.rst */
 #define XGPU_IOC_TYPE		0xB9
