@@ -450,6 +450,7 @@ TEST_F(paths, numa_migration_moves_thp_with_exclusive_subpage)
 #define RECLAIM_SEED	53
 #define CG_LIMIT	"16M"
 #define BALLOON_MB	64
+#define RECLAIM_PASSES	5
 
 struct reclaim_env {
 	char cgroup[128];	/* the test's cgroup directory */
@@ -496,8 +497,12 @@ static int reclaim_child(void *p)
 		return CHILD_FAIL;
 	}
 	st0 = stats_of(fd);
-	/* Touch four times the limit, twice: reclaim goes round the LRU. */
-	for (pass = 0; pass < 2 && swapped < RECLAIM_PAGES; pass++) {
+	/*
+	 * Touch four times the limit, up to RECLAIM_PASSES times, until all
+	 * of them are out: reclaim goes round the LRU (pages that were active
+	 * need a pass to be aged first).
+	 */
+	for (pass = 0; pass < RECLAIM_PASSES && swapped < RECLAIM_PAGES; pass++) {
 		for (i = 0; i < blen; i += psize())
 			balloon[i] = (char)(i >> 12) + pass;
 		for (swapped = 0, i = 0; i < RECLAIM_PAGES; i++) {
@@ -508,8 +513,8 @@ static int reclaim_child(void *p)
 		}
 	}
 	st1 = stats_of(fd);
-	CLOG("%d of %d exclusive pages swapped out after touching %d MiB in a %s cgroup; invalidations %llu -> %llu",
-	     swapped, RECLAIM_PAGES, BALLOON_MB, CG_LIMIT,
+	CLOG("%d of %d exclusive pages swapped out after touching %d MiB %d times in a %s cgroup; invalidations %llu -> %llu",
+	     swapped, RECLAIM_PAGES, BALLOON_MB, pass, CG_LIMIT,
 	     (unsigned long long)st0.invalidations,
 	     (unsigned long long)st1.invalidations);
 	if (swapped == 0)
