@@ -46,36 +46,7 @@
 
 #include "devexcl_util.h"
 
-FIXTURE(api) {
-	int fd;
-	bool skipped;	/* 5.10's harness runs the test after a setup SKIP */
-};
-
-FIXTURE_VARIANT(api) {
-	const char *name;
-	__u32 id;
-};
-
-FIXTURE_VARIANT_ADD(api, range) {
-	.name = "range",
-	.id = DEVEXCL_PROBE_API_RANGE,
-};
-
-FIXTURE_VARIANT_ADD(api, page) {
-	.name = "page",
-	.id = DEVEXCL_PROBE_API_PAGE,
-};
-
-FIXTURE_SETUP(api)
-{
-	PROBE_FIXTURE_SETUP();
-}
-
-FIXTURE_TEARDOWN(api)
-{
-	if (self->fd >= 0)
-		close(self->fd);
-}
+PROBE_FIXTURE(api);
 
 /*
  * 16 small pages: all made exclusive, all non-present in pagemap; the

@@ -38,36 +38,7 @@
 
 #include "devexcl_util.h"
 
-FIXTURE(conc) {
-	int fd;
-	bool skipped;	/* 5.10's harness runs the test after a setup SKIP */
-};
-
-FIXTURE_VARIANT(conc) {
-	const char *name;
-	__u32 id;
-};
-
-FIXTURE_VARIANT_ADD(conc, range) {
-	.name = "range",
-	.id = DEVEXCL_PROBE_API_RANGE,
-};
-
-FIXTURE_VARIANT_ADD(conc, page) {
-	.name = "page",
-	.id = DEVEXCL_PROBE_API_PAGE,
-};
-
-FIXTURE_SETUP(conc)
-{
-	PROBE_FIXTURE_SETUP();
-}
-
-FIXTURE_TEARDOWN(conc)
-{
-	if (self->fd >= 0)
-		close(self->fd);
-}
+PROBE_FIXTURE(conc);
 
 /*
  * fork() while a driver holds a device-exclusive page locked.

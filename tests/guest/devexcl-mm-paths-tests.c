@@ -212,36 +212,7 @@ static struct devexcl_probe_stats stats_of(int fd)
 	return st;
 }
 
-FIXTURE(paths) {
-	int fd;
-	bool skipped;
-};
-
-FIXTURE_VARIANT(paths) {
-	const char *name;
-	__u32 id;
-};
-
-FIXTURE_VARIANT_ADD(paths, range) {
-	.name = "range",
-	.id = DEVEXCL_PROBE_API_RANGE,
-};
-
-FIXTURE_VARIANT_ADD(paths, page) {
-	.name = "page",
-	.id = DEVEXCL_PROBE_API_PAGE,
-};
-
-FIXTURE_SETUP(paths)
-{
-	PROBE_FIXTURE_SETUP();
-}
-
-FIXTURE_TEARDOWN(paths)
-{
-	if (self->fd >= 0)
-		close(self->fd);
-}
+PROBE_FIXTURE(paths);
 
 /*
  * Run fn in a child with a deadline and turn its exit code into the test's

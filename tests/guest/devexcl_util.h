@@ -286,13 +286,12 @@ static inline int run_child(int (*fn)(void *), void *arg, double deadline_s)
 }
 
 /*
- * The probe fixtures (one variant per API: name, id) share their setup and
- * their guard: FIXTURE(x) { int fd; bool skipped; } with
- *	FIXTURE_SETUP(x) { PROBE_FIXTURE_SETUP(); }
- *	TEST_F(x, t) { NEED_DEVICE(); ... }
- * The setup opens the variant's probe into self->fd; an absent module is a
- * SKIP unless devexcl.apis= says the kernel provides the API (then it fails).
- * 5.10's harness runs the test body after a SKIP in the setup: NEED_DEVICE()
+ * The probe fixtures (one variant per kernel API, "range" and "page") are all
+ * the same: PROBE_FIXTURE(x) defines fixture x with its two variants, its
+ * setup and teardown; tests start with NEED_DEVICE().  The setup opens the
+ * variant's probe into self->fd; an absent module is a SKIP unless
+ * devexcl.apis= says the kernel provides the API (then it fails).  5.10's
+ * harness runs the test body after a SKIP in the setup: NEED_DEVICE()
  * returns at once then.
  */
 #define PROBE_FIXTURE_SETUP() do {					\
@@ -320,5 +319,32 @@ static inline int run_child(int (*fn)(void *), void *arg, double deadline_s)
 	if (self->skipped)		\
 		return;			\
 } while (0)
+
+#define PROBE_FIXTURE(fx)						\
+	FIXTURE(fx) {							\
+		int fd;							\
+		bool skipped;						\
+	};								\
+	FIXTURE_VARIANT(fx) {						\
+		const char *name;					\
+		__u32 id;						\
+	};								\
+	FIXTURE_VARIANT_ADD(fx, range) {				\
+		.name = "range",					\
+		.id = DEVEXCL_PROBE_API_RANGE,				\
+	};								\
+	FIXTURE_VARIANT_ADD(fx, page) {					\
+		.name = "page",						\
+		.id = DEVEXCL_PROBE_API_PAGE,				\
+	};								\
+	FIXTURE_SETUP(fx)						\
+	{								\
+		PROBE_FIXTURE_SETUP();					\
+	}								\
+	FIXTURE_TEARDOWN(fx)						\
+	{								\
+		if (self->fd >= 0)					\
+			close(self->fd);				\
+	}
 
 #endif /* DEVEXCL_UTIL_H */
