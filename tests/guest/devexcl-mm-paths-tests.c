@@ -439,7 +439,7 @@ static int reclaim_child(void *p)
 	unsigned long i;
 	int fd, swapped = 0, pass, ret;
 	char *buf, *balloon;
-	uint64_t ent;
+	uint64_t ent, pfn0;
 
 	snprintf(path, sizeof(path), "%s/cgroup.procs", env->cgroup);
 	snprintf(pid, sizeof(pid), "%d", getpid());
@@ -459,8 +459,11 @@ static int reclaim_child(void *p)
 	madvise(buf, len, MADV_NOHUGEPAGE);
 	madvise(balloon, blen, MADV_NOHUGEPAGE);
 	fill_pattern(buf, len, RECLAIM_SEED);
+	pfn0 = pfn_of(buf);
 	if (child_exclusive(fd, buf, RECLAIM_PAGES))
 		return CHILD_FAIL;
+	CLOG("page 0 after the conversion: kpageflags %#llx",
+	     (unsigned long long)kpageflags(pfn0));
 	ent = pm_entry(buf);
 	if (PM_SWAP_TYPE(ent) == env->swap_type) {
 		CLOG("an exclusive entry reads as swap type %u, the swap device's: cannot tell them apart",
@@ -484,6 +487,9 @@ static int reclaim_child(void *p)
 		}
 	}
 	st1 = stats_of(fd);
+	if (swapped < RECLAIM_PAGES)
+		CLOG("page 0 after the passes: kpageflags %#llx (lru 5, active 6, unevictable 18, mlocked 33)",
+		     (unsigned long long)kpageflags(pfn0));
 	CLOG("%d of %d exclusive pages swapped out after touching %d MiB %d times in a %s cgroup; invalidations %llu -> %llu",
 	     swapped, RECLAIM_PAGES, BALLOON_MB, pass, CG_LIMIT,
 	     (unsigned long long)st0.invalidations,
