@@ -452,12 +452,9 @@ static int reclaim_child(void *p)
 	if (fd < 0)
 		return CHILD_FAIL;
 	buf = map_private(len);
-	balloon = mmap(NULL, blen, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (buf == MAP_FAILED || balloon == MAP_FAILED)
+	if (buf == MAP_FAILED)
 		return CHILD_FAIL;
 	madvise(buf, len, MADV_NOHUGEPAGE);
-	madvise(balloon, blen, MADV_NOHUGEPAGE);
 	fill_pattern(buf, len, RECLAIM_SEED);
 	pfn0 = pfn_of(buf);
 	if (child_exclusive(fd, buf, RECLAIM_PAGES))
@@ -472,13 +469,22 @@ static int reclaim_child(void *p)
 	}
 	st0 = stats_of(fd);
 	/*
-	 * Touch four times the limit, up to RECLAIM_PASSES times, until all
-	 * of them are out: reclaim goes round the LRU (pages that were active
-	 * need a pass to be aged first).
+	 * Touch four times the limit in a fresh balloon, up to RECLAIM_PASSES
+	 * times, until all of them are out.  A conversion may leave the pages
+	 * on the active list (6.1/6.12's range API faults them in twice, and
+	 * each GUP marks them accessed); reclaim ages the active list only
+	 * when the inactive one runs low, which a new balloon brings about
+	 * (the old one is unmapped first).
 	 */
 	for (pass = 0; pass < RECLAIM_PASSES && swapped < RECLAIM_PAGES; pass++) {
+		balloon = mmap(NULL, blen, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (balloon == MAP_FAILED)
+			return CHILD_FAIL;
+		madvise(balloon, blen, MADV_NOHUGEPAGE);
 		for (i = 0; i < blen; i += psize())
 			balloon[i] = (char)(i >> 12) + pass;
+		munmap(balloon, blen);
 		for (swapped = 0, i = 0; i < RECLAIM_PAGES; i++) {
 			ent = pm_entry(buf + i * psize());
 			if ((ent & (PM_SWAP | PM_PRESENT)) == PM_SWAP &&
@@ -490,7 +496,7 @@ static int reclaim_child(void *p)
 	if (swapped < RECLAIM_PAGES)
 		CLOG("page 0 after the passes: kpageflags %#llx (lru 5, active 6, unevictable 18, mlocked 33)",
 		     (unsigned long long)kpageflags(pfn0));
-	CLOG("%d of %d exclusive pages swapped out after touching %d MiB %d times in a %s cgroup; invalidations %llu -> %llu",
+	CLOG("%d of %d exclusive pages swapped out after touching %d fresh MiB %d times in a %s cgroup; invalidations %llu -> %llu",
 	     swapped, RECLAIM_PAGES, BALLOON_MB, pass, CG_LIMIT,
 	     (unsigned long long)st0.invalidations,
 	     (unsigned long long)st1.invalidations);
