@@ -193,7 +193,9 @@ struct xgpu_range {
  * hmm_range_fault().  A page that is device-exclusive is faulted back to
  * normal first, which revokes its atomic entry (counted in STATS).
  * EFAULT: part of [@addr, @addr + @len) is not mapped (WRITE: or not
- * writable); nothing is copied to @buf then.
+ * writable); nothing is copied to @buf then.  EAGAIN: the range kept
+ * changing under the device (MMU notifier invalidations) for a whole
+ * second; nothing was copied, retry.
  */
 struct xgpu_rw {
 	__u32 size;
