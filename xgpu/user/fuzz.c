@@ -439,7 +439,7 @@ int test_fuzz_random_ioctls_documented_errnos(void)
 	int i, e;
 
 	if (opt_fuzz <= 0)
-		return t_skip("fuzzer not run in this boot (-f 0; CI runs it in the THP always boots)");
+		return t_skip("not run in this boot (-f 0): CI fuzzes in THP always boots");
 	arena[0] = map_guarded(ARENA_LEN, 0);
 	arena[1] = map_guarded(ARENA_LEN, 1);
 	spare = map_guarded(HPAGE, 0);
