@@ -116,7 +116,7 @@ TEST_F(api, thp_exclusive_count_matches_pagemap_data_intact)
 	/* Exactly one 2 MiB-aligned VMA. */
 	raw = map_private(2 * HPAGE_SIZE);
 	ASSERT_NE(MAP_FAILED, raw);
-	buf = (char *)(((uintptr_t)raw + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1));
+	buf = hpage_align(raw);
 	head = buf - raw;
 	tail = raw + 2 * HPAGE_SIZE - (buf + HPAGE_SIZE);
 	if (head)

@@ -489,7 +489,7 @@ static int abba_child(void *p)
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (raw == MAP_FAILED)
 		return CHILD_FAIL;
-	a = (char *)(((uintptr_t)raw + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1));
+	a = hpage_align(raw);
 	if (mmap(a, HPAGE_SIZE, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != a)
 		return CHILD_FAIL;
@@ -783,7 +783,7 @@ TEST_F(conc, collapse_scan_leaves_device_exclusive_entries_alone)
 	map = mmap(NULL, 2 * HPAGE_SIZE, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, map);
-	buf = (char *)(((uintptr_t)map + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1));
+	buf = hpage_align(map);
 	/*
 	 * Order-0 pages, so that every line reaches the swap-in: on 5.10
 	 * series that drop the mapcount of an exclusive entry (before 0020a),
@@ -886,7 +886,7 @@ static int twoproc_child(void *p)
 	map = map_private(2 * HPAGE_SIZE);
 	if (map == MAP_FAILED)
 		return CHILD_FAIL;
-	buf = (char *)(((uintptr_t)map + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1));
+	buf = hpage_align(map);
 	madvise(buf, HPAGE_SIZE, MADV_HUGEPAGE);
 	fill_pattern(buf, HPAGE_SIZE, TWOPROC_SEED);
 	printf("# AnonHugePages before fork(): %ld kB\n", anon_huge_kb(buf));

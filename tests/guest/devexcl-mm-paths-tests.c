@@ -349,29 +349,43 @@ TEST_F(paths, numa_migration_by_address_skips_exclusive_pages)
 #define THP_SEED	52
 #define THP_EXCL	7
 
+/*
+ * A THP-backed, HPAGE_SIZE-aligned buffer filled with the THP_SEED pattern,
+ * for a child: CHILD_OK, CHILD_FAIL, or CHILD_SKIP (after the reason) when
+ * the kernel gave it no THP.
+ */
+static int thp_buffer(char **buf)
+{
+	char *map = map_private(2 * HPAGE_SIZE);
+
+	if (map == MAP_FAILED)
+		return CHILD_FAIL;
+	*buf = hpage_align(map);
+	madvise(*buf, HPAGE_SIZE, MADV_HUGEPAGE);
+	fill_pattern(*buf, HPAGE_SIZE, THP_SEED);
+	if (anon_huge_kb(*buf) < 2048) {
+		printf("# SKIP no THP for the buffer (AnonHugePages %ld kB)\n",
+		       anon_huge_kb(*buf));
+		return CHILD_SKIP;
+	}
+	return CHILD_OK;
+}
+
 static int thp_migrate_child(void *p)
 {
 	const size_t ps = psize();
 	int status[1], node, to, fd;
 	void *page[1];
-	char *map, *buf;
+	char *buf;
 	int nodes[1];
 	long ret;
 
 	fd = child_probe(p);
 	if (fd < 0)
 		return CHILD_FAIL;
-	map = map_private(2 * HPAGE_SIZE);
-	if (map == MAP_FAILED)
-		return CHILD_FAIL;
-	buf = (char *)(((uintptr_t)map + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1));
-	madvise(buf, HPAGE_SIZE, MADV_HUGEPAGE);
-	fill_pattern(buf, HPAGE_SIZE, THP_SEED);
-	if (anon_huge_kb(buf) < 2048) {
-		printf("# SKIP no THP for the buffer (AnonHugePages %ld kB)\n",
-		       anon_huge_kb(buf));
-		return CHILD_SKIP;
-	}
+	ret = thp_buffer(&buf);
+	if (ret != CHILD_OK)
+		return ret;
 	if (pages_nodes(buf, 1, status))
 		return CHILD_FAIL;
 	node = status[0];
@@ -912,23 +926,15 @@ static int split_child(void *p)
 	const size_t ps = psize();
 	struct devexcl_probe_stats st0, st1;
 	uint64_t pfn0, fl0, fl1;
-	char *map, *buf;
+	char *buf;
 	int fd, ret;
 
 	fd = child_probe(p);
 	if (fd < 0)
 		return CHILD_FAIL;
-	map = map_private(2 * HPAGE_SIZE);
-	if (map == MAP_FAILED)
-		return CHILD_FAIL;
-	buf = (char *)(((uintptr_t)map + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1));
-	madvise(buf, HPAGE_SIZE, MADV_HUGEPAGE);
-	fill_pattern(buf, HPAGE_SIZE, THP_SEED);
-	if (anon_huge_kb(buf) < 2048) {
-		printf("# SKIP no THP for the buffer (AnonHugePages %ld kB)\n",
-		       anon_huge_kb(buf));
-		return CHILD_SKIP;
-	}
+	ret = thp_buffer(&buf);
+	if (ret != CHILD_OK)
+		return ret;
 	pfn0 = pfn_of(buf);
 	if (child_exclusive(fd, buf + THP_EXCL * ps, 1))
 		return CHILD_FAIL;

@@ -199,6 +199,12 @@ static inline long anon_huge_kb(void *addr)
 	return kb;
 }
 
+/* The first HPAGE_SIZE-aligned address in raw (a 2 * HPAGE_SIZE mapping). */
+static inline char *hpage_align(void *raw)
+{
+	return (char *)(((uintptr_t)raw + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1));
+}
+
 static inline void *map_private(size_t len)
 {
 	return mmap(NULL, len, PROT_READ | PROT_WRITE,
