@@ -2,8 +2,8 @@
 /*
  * The mm paths a device-exclusive page must survive, through the devexcl
  * probe modules (one fixture variant per kernel API): NUMA migration, reclaim
- * to swap inside a memory cgroup, memory offline, THP split, hwpoison, KSM
- * and idle page tracking.
+ * to swap inside a memory cgroup, memory offline, THP split, hwpoison, KSM,
+ * idle page tracking, DAMON (physical address space) and uprobes.
  *
  * Since 6.15 (and on every line of this series, issue 13 finding 5) a
  * device-exclusive entry is a mapping: it keeps the page's mapcount, and the
@@ -1247,6 +1247,304 @@ TEST_F(paths, ksm_scan_while_pages_flip_exclusive_keeps_data)
 	write_str(KSM_SYSFS "/pages_to_scan", scan);
 	ASSERT_NE(CHILD_HUNG, rc);
 	ASSERT_EQ(CHILD_OK, rc);
+}
+
+/*
+ * DAMON, physical address space: kdamond samples the exclusive pages by PFN
+ * and walks their rmap; damon_folio_mkold_one() and damon_folio_young_one()
+ * meet the device-exclusive entries (1f3ac4c577bb, be1ea2a2ad0d).  With the
+ * fix, damon_ptep_mkold() finds the folio through the entry and marks it
+ * idle (KPF_IDLE); without it, it takes pte_pfn() of the swap PTE and marks
+ * some other page, or none.  The device keeps its access (the entries are
+ * old for the CPU; no invalidation), and the data stays intact.
+ */
+#define DAMON_ADMIN	"/sys/kernel/mm/damon/admin/kdamonds"
+#define DAMON_PAGES	64
+#define DAMON_SEED	58
+#define DAMON_REGIONS	16
+#define DAMON_RUN_S	2
+#define KPF_IDLE	25
+
+static int damon_set(const char *rel, const char *val)
+{
+	char path[256];
+	int ret;
+
+	snprintf(path, sizeof(path), DAMON_ADMIN "/%s", rel);
+	ret = write_str(path, val);
+	if (ret)
+		CLOG("write \"%s\" to %s: %s", val, path, strerror(-ret));
+	return ret;
+}
+
+/* One kdamond, one paddr context, a one-page region per PFN of pfns. */
+static int damon_setup(const uint64_t *pfns, int n)
+{
+	char rel[128], val[32];
+	int i;
+
+	/* a kdamond left by an earlier run: stop it (ENOENT if there is none) */
+	write_str(DAMON_ADMIN "/0/state", "off");
+	if (damon_set("nr_kdamonds", "1") ||
+	    damon_set("0/contexts/nr_contexts", "1") ||
+	    damon_set("0/contexts/0/operations", "paddr") ||
+	    damon_set("0/contexts/0/monitoring_attrs/intervals/sample_us", "1000") ||
+	    damon_set("0/contexts/0/monitoring_attrs/intervals/aggr_us", "20000") ||
+	    damon_set("0/contexts/0/monitoring_attrs/intervals/update_us", "1000000") ||
+	    damon_set("0/contexts/0/targets/nr_targets", "1"))
+		return -1;
+	snprintf(val, sizeof(val), "%d", n);
+	if (damon_set("0/contexts/0/targets/0/regions/nr_regions", val))
+		return -1;
+	for (i = 0; i < n; i++) {
+		snprintf(rel, sizeof(rel), "0/contexts/0/targets/0/regions/%d/start", i);
+		snprintf(val, sizeof(val), "%llu", (unsigned long long)(pfns[i] * psize()));
+		if (damon_set(rel, val))
+			return -1;
+		snprintf(rel, sizeof(rel), "0/contexts/0/targets/0/regions/%d/end", i);
+		snprintf(val, sizeof(val), "%llu", (unsigned long long)((pfns[i] + 1) * psize()));
+		if (damon_set(rel, val))
+			return -1;
+	}
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int damon_child(void *p)
+{
+	const size_t ps = psize(), len = DAMON_PAGES * ps;
+	struct devexcl_probe_stats st0, st1;
+	uint64_t pfns[DAMON_REGIONS], fl;
+	int fd, i, n = 0, idle_before = 0, idle_after = 0, ret;
+	long kdamond;
+	char *buf;
+
+	fd = child_probe(p);
+	if (fd < 0)
+		return CHILD_FAIL;
+	/* more pages than a per-CPU LRU batch: most reach the LRU (DAMON needs it) */
+	buf = map_private(len);
+	if (buf == MAP_FAILED)
+		return CHILD_FAIL;
+	madvise(buf, len, MADV_NOHUGEPAGE);
+	fill_pattern(buf, len, DAMON_SEED);
+	for (i = 0; i < DAMON_PAGES && n < DAMON_REGIONS; i++) {
+		uint64_t pfn = pfn_of(buf + i * ps);
+
+		if (pfn && (kpageflags(pfn) & (1ULL << KPF_LRU)))
+			pfns[n++] = pfn;
+	}
+	if (!n) {
+		printf("# SKIP none of %d fresh pages is on an LRU list yet\n", DAMON_PAGES);
+		return CHILD_SKIP;
+	}
+	/* regions must be sorted and must not overlap */
+	qsort(pfns, n, sizeof(*pfns), cmp_u64);
+	if (child_exclusive(fd, buf, DAMON_PAGES))
+		return CHILD_FAIL;
+	for (i = 0; i < n; i++)
+		idle_before += !!(kpageflags(pfns[i]) & (1ULL << KPF_IDLE));
+	st0 = stats_of(fd);
+	if (damon_setup(pfns, n) || damon_set("0/state", "on"))
+		return CHILD_FAIL;
+	kdamond = read_long(DAMON_ADMIN "/0/pid");
+	usleep(DAMON_RUN_S * 1000000);
+	ret = damon_set("0/state", "off");
+	damon_set("nr_kdamonds", "0");
+	st1 = stats_of(fd);
+	for (i = 0; i < n; i++) {
+		fl = kpageflags(pfns[i]);
+		idle_after += !!(fl & (1ULL << KPF_IDLE));
+	}
+	CLOG("kdamond %ld sampled %d exclusive pages by PFN for %d s: idle %d -> %d, %ld of %d still exclusive, invalidations %llu -> %llu",
+	     kdamond, n, DAMON_RUN_S, idle_before, idle_after,
+	     pm_exclusive(buf, DAMON_PAGES), DAMON_PAGES,
+	     (unsigned long long)st0.invalidations,
+	     (unsigned long long)st1.invalidations);
+	if (ret || kdamond <= 0)
+		return CHILD_FAIL;
+	/* every entry still the device's: DAMON only ages, it never revokes */
+	if (pm_exclusive(buf, DAMON_PAGES) != DAMON_PAGES ||
+	    st1.invalidations != st0.invalidations)
+		return CHILD_FAIL;
+	/* damon_ptep_mkold() found each folio through its entry */
+	if (idle_after != n)
+		return CHILD_FAIL;
+	if (check_pattern(buf, len, DAMON_SEED) != -1)
+		return CHILD_FAIL;
+	return CHILD_OK;
+}
+
+TEST_F(paths, damon_paddr_ages_exclusive_pages_keeps_device_access)
+{
+	int rc;
+
+	NEED_DEVICE();
+	if (access(DAMON_ADMIN "/nr_kdamonds", W_OK))
+		SKIP(return, "no DAMON sysfs interface (CONFIG_DAMON_SYSFS, 5.18+; CONFIG_DAMON_PADDR)");
+	rc = run_child(damon_child, (void *)variant->name, 60);
+	/* the child stops it; a child killed at its deadline does not */
+	write_str(DAMON_ADMIN "/0/state", "off");
+	write_str(DAMON_ADMIN "/nr_kdamonds", "0");
+	ASSERT_NE(CHILD_HUNG, rc);
+	ASSERT_EQ(CHILD_OK, rc);
+}
+
+/*
+ * uprobes: a uprobe on a private file mapping whose page the device holds
+ * exclusive.  Installing it faults the page back with GUP(FOLL_FORCE) and
+ * __replace_page() maps a copy with the breakpoint; removing it does the
+ * same with the original instruction.  While it is removed, a thread keeps
+ * making the page exclusive again, so __replace_page()'s rmap walk can meet
+ * a device-exclusive entry that came back between its GUP and the walk
+ * (096cbb80ab3f).  A uprobe is installed only in VMAs that are not writable,
+ * and the device can only take pages of writable ones: the mapping is
+ * read-only while the probe is installed and writable while it is removed.
+ */
+#define UPROBE_FILE	"/tmp/devexcl-uprobe-target"
+#define UPROBE_OFF	0x40
+#define UPROBE_SEED	59
+#define UPROBE_ROUNDS	40
+#define TRACEFS		"/sys/kernel/tracing"
+#define UPROBE_EVENT	"devexcl_paths/p0"
+
+struct uprobe_args {
+	int fd;
+	char *page;
+	volatile bool stop;
+	unsigned long conversions;
+};
+
+static void *uprobe_flipper(void *p)
+{
+	struct uprobe_args *a = p;
+	struct devexcl_probe_exclusive ex;
+
+	while (!a->stop) {
+		/* EFAULT while the mapping is read-only */
+		if (!probe_exclusive(a->fd, a->page, 1, &ex) && ex.made == 1)
+			a->conversions++;
+		(void)*(volatile char *)(a->page + UPROBE_OFF + 8);
+	}
+	return NULL;
+}
+
+static int uprobe_ctl(const char *path, const char *s, int append)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC | (append ? O_APPEND : 0));
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, strlen(s));
+	close(fd);
+	return n == (ssize_t)strlen(s) ? 0 : n < 0 ? -errno : -EIO;
+}
+
+/* The page as the device left it: pattern, with the file's nop at UPROBE_OFF. */
+static bool uprobe_page_ok(const char *page, unsigned char at_off)
+{
+	const size_t ps = psize();
+	static char want[65536];
+
+	fill_pattern(want, ps, UPROBE_SEED);
+	want[UPROBE_OFF] = (char)at_off;
+	return !memcmp(page, want, ps);
+}
+
+static int uprobe_child(void *p)
+{
+	const size_t ps = psize();
+	const char *enable = TRACEFS "/events/" UPROBE_EVENT "/enable";
+	struct uprobe_args a = { 0 };
+	unsigned char installed = 0, removed = 0;
+	int round, bad = 0, ret, ffd;
+	pthread_t th;
+	char *file;
+
+	a.fd = child_probe(p);
+	if (a.fd < 0)
+		return CHILD_FAIL;
+	/* one page of nops: the probed instruction must decode */
+	file = malloc(ps);
+	if (!file)
+		return CHILD_FAIL;
+	memset(file, 0x90, ps);
+	mkdir("/tmp", 01777);
+	ffd = open(UPROBE_FILE, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	if (ffd < 0 || write(ffd, file, ps) != (ssize_t)ps) {
+		CLOG("create %s: %s", UPROBE_FILE, strerror(errno));
+		return CHILD_FAIL;
+	}
+	a.page = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE, ffd, 0);
+	if (a.page == MAP_FAILED)
+		return CHILD_FAIL;
+	/* CoW: an anonymous page, the device can take it */
+	fill_pattern(a.page, ps, UPROBE_SEED);
+	a.page[UPROBE_OFF] = (char)0x90;
+	snprintf(file, ps, "p:%s %s:%#x", UPROBE_EVENT, UPROBE_FILE, UPROBE_OFF);
+	/* an event left by an earlier run (ENOENT if there is none) */
+	uprobe_ctl(TRACEFS "/uprobe_events", "-:" UPROBE_EVENT, 1);
+	ret = uprobe_ctl(TRACEFS "/uprobe_events", file, 1);
+	if (ret) {
+		CLOG("define uprobe \"%s\": %s", file, strerror(-ret));
+		return CHILD_FAIL;
+	}
+	/* the first install meets the entry for sure, later ones if the thread won */
+	if (child_exclusive(a.fd, a.page, 1))
+		return CHILD_FAIL;
+	if (pthread_create(&th, NULL, uprobe_flipper, &a))
+		return CHILD_FAIL;
+	for (round = 0; round < UPROBE_ROUNDS && !bad; round++) {
+		/* install: the mapping read-only and executable */
+		if (mprotect(a.page, ps, PROT_READ | PROT_EXEC) ||
+		    uprobe_ctl(enable, "1", 0)) {
+			CLOG("round %d: install: %s", round, strerror(errno));
+			bad = 1;
+			break;
+		}
+		installed = (unsigned char)a.page[UPROBE_OFF];
+		/* remove while the thread makes the page exclusive again */
+		mprotect(a.page, ps, PROT_READ | PROT_WRITE);
+		usleep(2000);
+		ret = uprobe_ctl(enable, "0", 0);
+		removed = (unsigned char)a.page[UPROBE_OFF];
+		if (ret || installed != 0xcc || !uprobe_page_ok(a.page, 0x90)) {
+			CLOG("round %d: remove: %s; byte %#x installed, %#x removed (want 0xcc, 0x90); page %s",
+			     round, ret ? strerror(-ret) : "ok", installed, removed,
+			     uprobe_page_ok(a.page, 0x90) ? "intact" : "CHANGED");
+			bad = 1;
+		}
+	}
+	a.stop = true;
+	pthread_join(th, NULL);
+	uprobe_ctl(TRACEFS "/uprobe_events", "-:" UPROBE_EVENT, 1);
+	CLOG("%d rounds of uprobe install/remove, %lu conversions by the device thread",
+	     round, a.conversions);
+	munmap(a.page, ps);
+	close(ffd);
+	unlink(UPROBE_FILE);
+	if (bad || !a.conversions)
+		return CHILD_FAIL;
+	return CHILD_OK;
+}
+
+TEST_F(paths, uprobe_on_exclusive_cow_page_installs_and_removes)
+{
+	struct stat st;
+
+	NEED_DEVICE();
+	if (stat(TRACEFS "/uprobe_events", &st))
+		mount("tracefs", TRACEFS, "tracefs", 0, NULL);
+	if (stat(TRACEFS "/uprobe_events", &st))
+		SKIP(return, "no %s/uprobe_events (CONFIG_UPROBE_EVENTS)", TRACEFS);
+	RUN_CHILD(uprobe_child, (void *)variant->name, 90, "uprobe");
 }
 
 TEST_HARNESS_MAIN
