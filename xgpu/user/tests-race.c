@@ -238,12 +238,14 @@ static int mapped(void *a, size_t len)
 	return mincore(a, len, vec) ? errno : 0;
 }
 
-#define CHAOS_CALL(r, what, ok) do {					\
-	if (!(ok) && !(r)->chaos_fail) {				\
-		(r)->chaos_fail = (what);				\
-		(r)->chaos_errno = errno;				\
-	}								\
-} while (0)
+/* Record the chaos thread's first failed call; errno is the call's. */
+static void chaos_call(struct race *r, const char *what, bool ok)
+{
+	if (!ok && !r->chaos_fail) {
+		r->chaos_fail = what;
+		r->chaos_errno = errno;
+	}
+}
 
 static void *race_ops(void *p)
 {
@@ -302,8 +304,8 @@ static void race_chaos(struct race *r, double end)
 		r->chaos_round++;
 		switch (rand_r(&seed) % 6) {
 		case 0:
-			CHAOS_CALL(r, "munmap(a, 2 pages)", !munmap(a, 2 * PAGE));
-			CHAOS_CALL(r, "mmap(a, 2 pages, MAP_FIXED)",
+			chaos_call(r, "munmap(a, 2 pages)", !munmap(a, 2 * PAGE));
+			chaos_call(r, "mmap(a, 2 pages, MAP_FIXED)",
 				   mmap(a, 2 * PAGE, PROT_READ | PROT_WRITE,
 					MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
 					-1, 0) == a);
@@ -320,17 +322,17 @@ static void race_chaos(struct race *r, double end)
 			 */
 			if (mremap(a, 2 * PAGE, 2 * PAGE,
 				   MREMAP_MAYMOVE | MREMAP_FIXED, r->scratch) == MAP_FAILED) {
-				CHAOS_CALL(r, "mremap(a -> scratch)", errno == EFAULT);
+				chaos_call(r, "mremap(a -> scratch)", errno == EFAULT);
 				break;
 			}
-			CHAOS_CALL(r, "mremap(scratch -> a)",
+			chaos_call(r, "mremap(scratch -> a)",
 				   mremap(r->scratch, 2 * PAGE, 2 * PAGE,
 					  MREMAP_MAYMOVE | MREMAP_FIXED, a) == a);
 			break;
 		case 2:
-			CHAOS_CALL(r, "mprotect(a, 4 pages, PROT_READ)",
+			chaos_call(r, "mprotect(a, 4 pages, PROT_READ)",
 				   !mprotect(a, 4 * PAGE, PROT_READ));
-			CHAOS_CALL(r, "mprotect(a, 4 pages, PROT_READ | PROT_WRITE)",
+			chaos_call(r, "mprotect(a, 4 pages, PROT_READ | PROT_WRITE)",
 				   !mprotect(a, 4 * PAGE, PROT_READ | PROT_WRITE));
 			break;
 		case 3:
@@ -352,7 +354,7 @@ static void race_chaos(struct race *r, double end)
 			e = mapped(a, PAGE);
 			if (e) {
 				errno = e;
-				CHAOS_CALL(r, "mincore(a) before a CPU write", 0);
+				chaos_call(r, "mincore(a) before a CPU write", 0);
 				break;
 			}
 			a[rand_r(&seed) % PAGE]++;
@@ -361,7 +363,7 @@ static void race_chaos(struct race *r, double end)
 		e = mapped(r->arena, RACE_PAGES * PAGE);
 		if (e) {
 			errno = e;
-			CHAOS_CALL(r, "mincore(arena): a hole after a successful op", 0);
+			chaos_call(r, "mincore(arena): a hole after a successful op", 0);
 		}
 	}
 }
