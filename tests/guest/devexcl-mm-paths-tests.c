@@ -215,6 +215,21 @@ static struct devexcl_probe_stats stats_of(int fd)
 PROBE_FIXTURE(paths);
 
 /*
+ * len bytes of private anonymous memory, not THP-backed, filled with the
+ * pattern of seed; NULL if the mapping failed.
+ */
+static char *small_pages(size_t len, unsigned int seed)
+{
+	char *buf = map_private(len);
+
+	if (buf == MAP_FAILED)
+		return NULL;
+	madvise(buf, len, MADV_NOHUGEPAGE);
+	fill_pattern(buf, len, seed);
+	return buf;
+}
+
+/*
  * Run fn in a child with a deadline and turn its exit code into the test's
  * result (CHILD_SKIP: the child printed "# SKIP reason" as its last line).
  */
@@ -278,11 +293,9 @@ static int migrate_child(void *p)
 	fd = child_probe(p);
 	if (fd < 0)
 		return CHILD_FAIL;
-	buf = map_private(len);
-	if (buf == MAP_FAILED)
+	buf = small_pages(len, MIGRATE_SEED);
+	if (!buf)
 		return CHILD_FAIL;
-	madvise(buf, len, MADV_NOHUGEPAGE);
-	fill_pattern(buf, len, MIGRATE_SEED);
 	if (pages_nodes(buf, MIGRATE_PAGES, status)) {
 		CLOG("move_pages() query: %s", strerror(errno));
 		return CHILD_FAIL;
@@ -465,11 +478,9 @@ static int reclaim_child(void *p)
 	fd = child_probe(env->api);
 	if (fd < 0)
 		return CHILD_FAIL;
-	buf = map_private(len);
-	if (buf == MAP_FAILED)
+	buf = small_pages(len, RECLAIM_SEED);
+	if (!buf)
 		return CHILD_FAIL;
-	madvise(buf, len, MADV_NOHUGEPAGE);
-	fill_pattern(buf, len, RECLAIM_SEED);
 	pfn0 = pfn_of(buf);
 	if (child_exclusive(fd, buf, RECLAIM_PAGES))
 		return CHILD_FAIL;
@@ -1115,11 +1126,9 @@ static int idle_child(void *p)
 	if (bfd < 0)
 		return CHILD_FAIL;
 	/* more pages than a per-CPU LRU batch: page 0 reaches the LRU */
-	buf = map_private(len);
-	if (buf == MAP_FAILED)
+	buf = small_pages(len, 56);
+	if (!buf)
 		return CHILD_FAIL;
-	madvise(buf, len, MADV_NOHUGEPAGE);
-	fill_pattern(buf, len, 56);
 	pfn = pfn_of(buf);
 	if (!(kpageflags(pfn) & (1ULL << KPF_LRU))) {
 		printf("# SKIP page 0 is not on an LRU list yet (kpageflags %#llx)\n",
@@ -1329,11 +1338,9 @@ static int damon_child(void *p)
 	if (fd < 0)
 		return CHILD_FAIL;
 	/* more pages than a per-CPU LRU batch: most reach the LRU (DAMON needs it) */
-	buf = map_private(len);
-	if (buf == MAP_FAILED)
+	buf = small_pages(len, DAMON_SEED);
+	if (!buf)
 		return CHILD_FAIL;
-	madvise(buf, len, MADV_NOHUGEPAGE);
-	fill_pattern(buf, len, DAMON_SEED);
 	for (i = 0; i < DAMON_PAGES && n < DAMON_REGIONS; i++) {
 		uint64_t pfn = pfn_of(buf + i * ps);
 
