@@ -202,6 +202,57 @@ apis_of() {
 	fi
 }
 
+# symvers_apis FILE: the device-exclusive APIs whose symbol FILE (a Module.symvers) lists
+# as an export of vmlinux, in the order "range page" (empty: none). range:
+# make_device_exclusive_range(), page: make_device_exclusive() (both EXPORT_SYMBOL_GPL).
+symvers_apis() {
+	awk -F '\t' '$3 == "vmlinux" && $4 ~ /^EXPORT_SYMBOL/ {
+		if ($2 == "make_device_exclusive_range") r = 1
+		else if ($2 == "make_device_exclusive") p = 1
+	} END { printf "%s%s%s\n", r ? "range" : "", r && p ? " " : "", p ? "page" : "" }' "$1"
+}
+
+# api_check WHAT FILE PROMISED: print the APIs FILE (a Module.symvers) exports, as
+# symvers_apis does; die, naming WHAT, when FILE is missing or empty, or its APIs are not
+# exactly PROMISED (APIS_PATCHED of the base: range, page, both in any order, or none)
+api_check() {
+	[ -s "$2" ] || die "$1" "$2 is missing or empty: no Module.symvers to read the device-exclusive APIs from"
+	for _a in $3; do
+		case $_a in range | page) ;; *) die "$1" "unknown device-exclusive API '$_a' promised (APIS_PATCHED: range, page)" ;; esac
+	done
+	_want=
+	for _a in range page; do
+		case " $3 " in *" $_a "*) _want="${_want:+$_want }$_a" ;; esac
+	done
+	_found=$(symvers_apis "$2")
+	[ "$_found" = "$_want" ] ||
+		die "$1" "$2 exports the device-exclusive APIs '${_found:-none}', but the base promises '${_want:-none}' (APIS_PATCHED; range: make_device_exclusive_range, page: make_device_exclusive)"
+	echo "$_found"
+}
+
+# control_add_provides CONTROL VALUE: add VALUE (e.g. "devexcl-api-range,
+# devexcl-api-page") to the Provides of CONTROL, a binary package's DEBIAN/control
+control_add_provides() {
+	if grep -q '^Provides:' "$1"; then
+		sed -i "s/^Provides: \(.*\)/Provides: \1, $2/" "$1"
+	else
+		sed -i "/^Description:/i Provides: $2" "$1"
+	fi
+}
+
+# deb_add_provides DEB VALUE: control_add_provides on DEB's control file, and DEB rebuilt
+# in place (its files stay as they are)
+deb_add_provides() {
+	_w=$(mktemp -d "${TMPDIR:-/tmp}/deb-provides.XXXXXX") || return 1
+	if ! dpkg-deb -R "$1" "$_w/pkg" || ! control_add_provides "$_w/pkg/DEBIAN/control" "$2" ||
+		! dpkg-deb --root-owner-group -Zxz -b "$_w/pkg" "$_w/new.deb" >/dev/null ||
+		! mv "$_w/new.deb" "$1"; then
+		rm -rf "$_w"
+		return 1
+	fi
+	rm -rf "$_w"
+}
+
 # hmm_tests_subdir TREE: the selftests directory holding hmm-tests.c (vm or mm)
 hmm_tests_subdir() {
 	for d in mm vm; do
