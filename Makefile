@@ -20,7 +20,7 @@ export FLAVOUR
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
 	@echo "make deb BASE=... [FLAVOUR=test]  any base; FLAVOUR=test (default when BASE or FLAVOUR is given): the tiny debug config CI boots;"
-	@echo "                             FLAVOUR=<flavour>: Debian's own config of that flavour (debian11: cloud-amd64, amd64; debian12: cloud-amd64, amd64)"
+	@echo "                             FLAVOUR=<flavour>: Debian's own config of that flavour (debian11: cloud-amd64, amd64; debian12: cloud-amd64, amd64; 6.12.107: cloud-amd64, amd64, built in Debian 13)"
 	@echo "make kernel [BASE=$(DEFAULT_BASE)]   the same without packaging"
 	@echo "make rpm [BASE=$(DEFAULT_BASE)]      the kernel RPMs (kernel-devexcl, -devel) with rpmbuild, test config only (rpmlint-checked)"
 	@echo "make install-test-rpm [BASE=...]  after make rpm: kmod-xgpu against the -devel payload, install into an empty root, boot, xgpu selftest, erase"

@@ -75,9 +75,15 @@ load_base() {
 	BUILD_SUITE=
 	DEB_ABI=
 	DEB_FLAVOURS=
+	DEB_SUITE=
 	KHUGEPAGED_FIX=no
 	# shellcheck disable=SC1090
 	. "$f"
+	# a Debian flavour is built (and its packages installed) in the release whose compiler
+	# built Debian's config, where that differs from the base's own (DEB_SUITE)
+	if [ "$FLAVOUR" != test ] && [ -n "$DEB_SUITE" ]; then
+		BUILD_SUITE=$DEB_SUITE
+	fi
 	if [ "$BASE_KIND" = debian-kernel ]; then
 		# Debian's own kernel packages, tested as they are (no source, no series)
 		if [ -z "$KREL" ] || [ -z "$DEB_VERSION" ] || [ -z "$PKGS" ]; then
