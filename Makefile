@@ -15,7 +15,7 @@ endif
 FLAVOUR ?= test
 export FLAVOUR
 
-.PHONY: help bases deps fetch kernel deb rpm install-test-rpm xgpu-deb check matrix results generate bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel deb rpm install-test-rpm nvidia-check xgpu-deb check matrix results generate bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
@@ -25,6 +25,8 @@ help:
 	@echo "make rpm [BASE=$(DEFAULT_BASE)]      the kernel RPMs (kernel-devexcl, -devel) with rpmbuild, test config only (rpmlint-checked)"
 	@echo "make install-test-rpm [BASE=...]  after make rpm: kmod-xgpu against the -devel payload, install into an empty root, boot, xgpu selftest, erase"
 	@echo "make xgpu-deb                the xgpu-dkms and xgpu-tools packages (lintian-checked)"
+	@echo "make nvidia-check BASE=debian12 FLAVOUR=cloud-amd64   NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS"
+	@echo "                             against our packages: UVM HMM on, page API, symbols resolved; BASE=debian12-kernel: Debian's own (control)"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
 	@echo "make matrix [BASE=...]       the full matrix: builds and boots every base (CI's make check builds a subset)"
 	@echo "make results                 after make check/matrix: copy out/report/results.md to doc/results/ (commit it)"
@@ -55,6 +57,16 @@ rpm: deps
 
 install-test-rpm: deps
 	sh ci/install-test-rpm $(or $(BASE),$(DEFAULT_BASE))
+
+# NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS against a kernel
+# (ci/nvidia-check): BASE=<source base> FLAVOUR=<Debian flavour> makes our packages first
+# (make deb); BASE=<debianN-kernel>: Debian's own kernel, the control
+nvidia-check: deps
+	@[ -n "$(BASE)" ] || { echo "error: nvidia-check: name the kernel: BASE=debian12 FLAVOUR=cloud-amd64, or BASE=debian12-kernel (Debian's own)" >&2; exit 2; }
+	@if grep -q '^BASE_KIND=debian-kernel' bases/$(BASE) 2>/dev/null; then :; \
+	elif [ "$(FLAVOUR)" = test ]; then echo "error: nvidia-check: BASE=$(BASE) needs FLAVOUR=<Debian flavour> (NVIDIA's conftests need a full config; the test config is too small)" >&2; exit 2; \
+	else $(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR); fi
+	sh ci/nvidia-check $(BASE)
 
 xgpu-deb: deps
 	sh ci/build-xgpu-deb
