@@ -15,7 +15,7 @@ endif
 FLAVOUR ?= test
 export FLAVOUR
 
-.PHONY: help bases deps fetch kernel deb rpm install-test-rpm nvidia-check xgpu-deb check matrix report lava-jobs results generate bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel deb rpm install-test-rpm nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
@@ -30,6 +30,7 @@ help:
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
 	@echo "make matrix [BASE=...]       the full matrix: builds and boots every base (CI's make check builds a subset)"
 	@echo "make report [FROM=\"DIR...\"]   the report of out/ again; FROM: merge the out/ directories of several runs into out/ first"
+	@echo "make page-check              after make check: open out/report/matrix.html in headless Chromium (report/matrix.png)"
 	@echo "make lava-jobs               after make check/matrix: one LAVA job per boot in out/runs (out/lava/jobs, artifacts in out/lava/artifacts)"
 	@echo "make results                 after make check/matrix: copy out/report/results.md to doc/results/ (commit it)"
 	@echo "make bisect-check BASE=...   every prefix of the series builds (slow, on demand)"
@@ -81,6 +82,10 @@ check:
 # of several runs (shards of the matrix, LAVA jobs) into out/ first (ci/merge-report)
 report:
 	@if [ -n "$(FROM)" ]; then sh ci/merge-report $(FROM); else sh ci/report; fi
+
+# matrix.html in headless Chromium: tables, links, screenshot (ci/page-check, after a report)
+page-check:
+	sh ci/page-check
 
 # LAVA job definitions of the boots in out/runs (ci/lava-jobs; doc/pipeline.md, LAVA)
 lava-jobs:
