@@ -285,6 +285,26 @@ series_rev() {
 	} | sha256sum | cut -c1-12
 }
 
+# apt_need WHAT PACKAGE: install the Debian PACKAGE a step (WHAT) needs, as root, after
+# apt-get update (log: $DEVEXCL_OUT/logs/install-PACKAGE.log; progress on stderr)
+apt_need() {
+	[ "$(id -u)" -eq 0 ] || die "$1" "needs the Debian package $2: apt-get install --no-install-recommends $2 (as root)"
+	_log=$DEVEXCL_OUT/logs/install-$2.log
+	mkdir -p "$DEVEXCL_OUT/logs"
+	printf '==> installing %s (%s)\n' "$2" "$(elapsed)" >&2
+	{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$2"; } >"$_log" 2>&1 ||
+		die "$1" "apt-get install $2 failed" "$_log"
+}
+
+# abs_url WHAT NAME VALUE: VALUE without a trailing /; an error naming the setting NAME
+# when it is not an absolute http(s) or file:/// URL (call as x=$(abs_url ...) || exit 1)
+abs_url() {
+	case $3 in
+	https://* | http://* | file:///*) echo "${3%/}" ;;
+	*) die "$1" "$2 '$3' is not an absolute http(s) or file:/// URL" ;;
+	esac
+}
+
 # record {pass|fail|skip} NAME [NOTE]: one pipeline check result for ci/report
 record() {
 	mkdir -p "$DEVEXCL_OUT"
