@@ -11,6 +11,13 @@ ifeq ($(origin FLAVOUR)$(BASE),undefined)
 deb: BASE := $(DEB_DEFAULT_BASE)
 deb: FLAVOUR := $(DEB_DEFAULT_FLAVOUR)
 endif
+# ARCH=arm64 (make check/matrix/kernel): the test kernels of that architecture only
+# (cross-built, booted under qemu-system-aarch64); make matrix without ARCH: x86_64 and
+# arm64, make check without ARCH: x86_64 (ci/check, DEVEXCL_ARCHES)
+ifeq ($(origin ARCH),command line)
+export DEVEXCL_ARCH := $(ARCH)
+export DEVEXCL_ARCHES := $(ARCH)
+endif
 # test: the tiny debug config (QEMU tests, CI); or a Debian flavour of the base (make bases)
 FLAVOUR ?= test
 export FLAVOUR
@@ -28,7 +35,8 @@ help:
 	@echo "make nvidia-check BASE=debian12 FLAVOUR=cloud-amd64   NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS"
 	@echo "                             against our packages: UVM HMM on, page API, symbols resolved; BASE=debian12-kernel: Debian's own (control)"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
-	@echo "make matrix [BASE=...]       the full matrix: builds and boots every base (CI's make check builds a subset)"
+	@echo "make matrix [BASE=...]       the full matrix: builds and boots every base, x86_64 and arm64 (CI's make check: a subset, x86_64)"
+	@echo "make check|matrix|kernel ARCH=arm64   the arm64 test kernels only (cross-built, qemu-system-aarch64 -M virt)"
 	@echo "make report [FROM=\"DIR...\"]   the report of out/ again; FROM: merge the out/ directories of several runs into out/ first"
 	@echo "make page-check              after make check: open out/report/matrix.html in headless Chromium (report/matrix.png)"
 	@echo "make lava-jobs               after make check/matrix: one LAVA job per boot in out/runs (out/lava/jobs, artifacts in out/lava/artifacts)"

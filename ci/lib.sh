@@ -116,6 +116,21 @@ list_bases() {
 	done
 }
 
+# DEVEXCL_ARCH (make ... ARCH=arm64): the architecture of the test kernels and their
+# guest. x86_64 (default): built natively, booted under qemu-system-x86_64. arm64:
+# cross-built with Debian's gcc-aarch64-linux-gnu, booted under qemu-system-aarch64 -M
+# virt; its builds, artifacts, guest dirs, logs and runs are named with the suffix
+# -arm64 (ARSUFFIX), so both architectures of a base live side by side on one tree.
+DEVEXCL_ARCH=${DEVEXCL_ARCH:-x86_64}
+case $DEVEXCL_ARCH in
+x86_64 | amd64 | x86)
+	DEVEXCL_ARCH=x86_64 ARSUFFIX='' KARCH=x86_64 CROSS='' KIMAGE=bzImage KIMAGE_PATH=arch/x86/boot/bzImage ;;
+arm64 | aarch64)
+	DEVEXCL_ARCH=arm64 ARSUFFIX=-arm64 KARCH=arm64 CROSS=aarch64-linux-gnu- KIMAGE=Image KIMAGE_PATH=arch/arm64/boot/Image ;;
+*) die "architecture" "DEVEXCL_ARCH (make ARCH=) '$DEVEXCL_ARCH' is not one of: x86_64 arm64" ;;
+esac
+export DEVEXCL_ARCH
+
 # FLAVOUR: the kernel configuration. "test" (default): the tiny debug config the QEMU
 # tests boot; otherwise a Debian flavour the base lists in DEB_FLAVOURS (Debian's own
 # config of that flavour + the feature fragment), built in the base's Debian release.
@@ -124,6 +139,10 @@ export FLAVOUR
 # the suffix of names (logs, packages) for FLAVOUR: "" for test, "-<flavour>" otherwise
 FLSUFFIX=
 [ "$FLAVOUR" = test ] || FLSUFFIX=-$FLAVOUR
+# arm64 has the test flavour only (Debian's arm64 flavour configs are not pinned yet)
+[ -z "$ARSUFFIX" ] || [ "$FLAVOUR" = test ] ||
+	die "flavour $FLAVOUR" "FLAVOUR=$FLAVOUR is an x86_64 (Debian amd64) config; DEVEXCL_ARCH=arm64 builds the test flavour only"
+FLSUFFIX=$FLSUFFIX$ARSUFFIX
 
 # One source tree and one build directory per base (and per flavour other than test):
 # the patched variant is the stock tree with the series pushed in place, so its build is
@@ -133,20 +152,39 @@ tree_dir() {
 }
 
 build_dir() {
-	if [ "$FLAVOUR" = test ]; then
-		echo "$DEVEXCL_WORK/build/$1"
+	echo "$DEVEXCL_WORK/build/$1$FLSUFFIX"
+}
+
+# what a variant's build produced: $KIMAGE (bzImage, arm64: Image), test_hmm.ko, config, kernelrelease, series rev
+art_dir() {
+	echo "$DEVEXCL_WORK/artifacts/$1-$2$FLSUFFIX"
+}
+
+# guest_dir BASE VARIANT: the guest side of a variant: tests, initramfs root and image
+guest_dir() {
+	echo "$DEVEXCL_WORK/guest/$1-$2$ARSUFFIX"
+}
+
+# x86_only WHAT: die unless DEVEXCL_ARCH is x86_64 (a step not yet done for arm64)
+x86_only() {
+	[ "$DEVEXCL_ARCH" = x86_64 ] ||
+		die "$1" "not available for DEVEXCL_ARCH=$DEVEXCL_ARCH yet (x86_64 only; arm64 builds and boots the test kernels: make check/matrix ARCH=arm64)"
+}
+
+# on_target PROGRAM [ARG...]: run a static guest program of DEVEXCL_ARCH on this host
+# (arm64: under Debian's qemu-user-static), e.g. to list a suite's tests
+on_target() {
+	if [ -n "$CROSS" ]; then
+		need_tool qemu-aarch64-static qemu-user-static
+		qemu-aarch64-static "$@"
 	else
-		echo "$DEVEXCL_WORK/build/$1-$FLAVOUR"
+		"$@"
 	fi
 }
 
-# what a variant's build produced: bzImage, test_hmm.ko, config, kernelrelease, series rev
-art_dir() {
-	if [ "$FLAVOUR" = test ]; then
-		echo "$DEVEXCL_WORK/artifacts/$1-$2"
-	else
-		echo "$DEVEXCL_WORK/artifacts/$1-$2-$FLAVOUR"
-	fi
+# run_name BASE VARIANT THP: the name of a boot's results under $DEVEXCL_OUT/runs/
+run_name() {
+	echo "$1$ARSUFFIX-$2-thp-$3"
 }
 
 # check_flavour: die unless FLAVOUR is test or one of the loaded base's DEB_FLAVOURS
@@ -172,9 +210,11 @@ kmake() {
 			die "build $BASE_NAME-$FLAVOUR" "Debian built this config with $cc; install it (apt-get install $cc) or set BUILD_SUITE in bases/$BASE_NAME"
 	fi
 	if [ -n "$BUILD_SUITE" ]; then
-		sh "$TOP/ci/in-rootfs" "$BUILD_SUITE" make ${cc:+CC="$cc"} "$@"
+		# (arm64: SUITE's own cross compiler, installed in its root)
+		IN_ROOTFS_PACKAGES="${IN_ROOTFS_PACKAGES:-}${CROSS:+ gcc-aarch64-linux-gnu}" \
+			sh "$TOP/ci/in-rootfs" "$BUILD_SUITE" make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
 	else
-		make ${cc:+CC="$cc"} "$@"
+		make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
 	fi
 }
 
@@ -361,23 +401,50 @@ remove_tree() {
 	done
 }
 
-# qemu_guest RUN LIMIT QEMU-ARGS...: boot a test guest under QEMU, TCG unless DEVEXCL_ACCEL
-# says otherwise (/dev/kvm exists here but KVM guests hang), 2 CPUs, 2 GiB, no display,
-# for at most LIMIT seconds. The console (ttyS0) goes to RUN/console.log, the guest's KTAP
-# (ttyS1) to RUN/ktap.txt, both with the serial port's CRLF turned into LF; QEMU's own
-# output to RUN/qemu.log; boot_seconds is added to RUN/meta. Returns QEMU's exit status
-# (124 or 137: LIMIT passed).
+# guest_cmdline: the kernel command line's console part for DEVEXCL_ARCH: the console,
+# the KTAP port ci/guest/init writes to, and on x86_64 the two fake NUMA nodes (arm64's
+# come from QEMU's -numa, in qemu_guest)
+guest_cmdline() {
+	if [ "$DEVEXCL_ARCH" = arm64 ]; then
+		echo "console=ttyAMA0 devexcl.ktap=hvc0"
+	else
+		echo "console=ttyS0 numa=fake=2"
+	fi
+}
+
+# qemu_guest RUN LIMIT QEMU-ARGS...: boot a test guest of DEVEXCL_ARCH under QEMU, TCG
+# unless DEVEXCL_ACCEL says otherwise (/dev/kvm exists here but KVM guests hang), 2 CPUs,
+# 2 GiB, no display, for at most LIMIT seconds. x86_64: qemu-system-x86_64, console ttyS0,
+# KTAP on ttyS1. arm64: qemu-system-aarch64 -M virt -cpu max, console ttyAMA0 (its one
+# UART), KTAP on a virtio console (hvc0), two NUMA nodes of 1 GiB with a CPU each. The
+# console goes to RUN/console.log, the KTAP to RUN/ktap.txt, both with CRLF turned into
+# LF; QEMU's own output to RUN/qemu.log; boot_seconds is added to RUN/meta. Returns QEMU's
+# exit status (124 or 137: LIMIT passed).
 qemu_guest() {
 	_run=$1
 	_limit=$2
 	shift 2
 	: >"$_run/console.log"
 	: >"$_run/ktap.txt"
+	if [ "$DEVEXCL_ARCH" = arm64 ]; then
+		need_tool qemu-system-aarch64 qemu-system-arm
+		# (pauth-impdef: TCG's fast pointer-authentication algorithm, not QARMA)
+		set -- qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on \
+			-object memory-backend-ram,id=mem0,size=1024M -object memory-backend-ram,id=mem1,size=1024M \
+			-numa node,nodeid=0,cpus=0,memdev=mem0 -numa node,nodeid=1,cpus=1,memdev=mem1 \
+			-serial "file:$_run/console.log" -device virtio-serial-pci \
+			-chardev "file,id=ktap,path=$_run/ktap.txt" -device virtconsole,chardev=ktap "$@"
+	else
+		need_tool qemu-system-x86_64 qemu-system-x86
+		set -- qemu-system-x86_64 -vga none \
+			-serial "file:$_run/console.log" -serial "file:$_run/ktap.txt" "$@"
+	fi
 	_t0=$(date +%s)
 	set +e
-	timeout -k 10 "$_limit" qemu-system-x86_64 -accel "${DEVEXCL_ACCEL:-tcg}" -smp 2 -m 2048 \
-		-display none -vga none -monitor none -no-reboot \
-		-serial "file:$_run/console.log" -serial "file:$_run/ktap.txt" "$@" >"$_run/qemu.log" 2>&1
+	_q=$1
+	shift
+	timeout -k 10 "$_limit" "$_q" -accel "${DEVEXCL_ACCEL:-tcg}" -smp 2 -m 2048 \
+		-display none -monitor none -no-reboot "$@" >"$_run/qemu.log" 2>&1
 	_rc=$?
 	set -e
 	echo "boot_seconds=$(($(date +%s) - _t0))" >>"$_run/meta"
