@@ -456,6 +456,70 @@ struct reclaim_env {
 	unsigned int swap_type;	/* pagemap type of our swap device */
 };
 
+/*
+ * Reclaim ages what it scans (folio_referenced(), from shrink_active_list()
+ * and folio_check_references()), and with the 6.15 mapcount semantics that
+ * includes every folio with a device-exclusive entry.  Aging must leave the
+ * entry alone: it is either still the same device-exclusive entry or a swap
+ * entry of the test's swap device.  On arm64 the accessed bit (PTE_AF, bit 10)
+ * lies inside a swap entry, and ptep_clear_flush_young() clears it whatever
+ * the PTE is: without its pte_present() check folio_referenced_one() turns a
+ * device-exclusive entry into one of another swap type (6.12: type bits) or
+ * of another PFN (6.1: PFN bits), which a CPU access then refaults forever.
+ * (A present page is fine: a migration revoked the device's access.)
+ * Returns the first page whose entry is none of these, -1 when all are
+ * intact; entries[] holds the pagemap entries read after the conversion.
+ */
+static long first_rewritten_entry(const char *buf, const uint64_t *entries,
+				  unsigned long n, unsigned int swap_type,
+				  uint64_t *got)
+{
+	unsigned long i;
+	uint64_t ent;
+
+	for (i = 0; i < n; i++) {
+		int tries;
+
+		/*
+		 * A migration entry (compaction may move the page, revoking
+		 * the device's access) is there only for a moment; what
+		 * aging wrote stays: look again before calling it rewritten.
+		 */
+		for (tries = 0; tries < 3; tries++) {
+			ent = pm_entry(buf + i * psize());
+			*got = ent;
+			if (ent == entries[i])
+				break;	/* the same device-exclusive entry */
+			if ((ent & (PM_SWAP | PM_PRESENT)) == PM_SWAP &&
+			    PM_SWAP_TYPE(ent) == swap_type)
+				break;	/* swapped out to our device */
+			if (ent & PM_PRESENT)
+				break;	/* the device's access was revoked */
+			usleep(100000);
+		}
+		if (tries == 3)
+			return (long)i;
+	}
+	return -1;
+}
+
+/* log and fail the child when reclaim rewrote an entry (see above) */
+#define CHECK_ENTRIES(when)						\
+	do {								\
+		uint64_t got_;						\
+		long bad_ = first_rewritten_entry(buf, entries,		\
+						  RECLAIM_PAGES,	\
+						  env->swap_type, &got_); \
+		if (bad_ >= 0) {					\
+			CLOG("%s: page %ld's entry %#llx is now %#llx (swap type %u, our swap device's is %u): reclaim rewrote a device-exclusive entry", \
+			     when, bad_,				\
+			     (unsigned long long)entries[bad_],		\
+			     (unsigned long long)got_,			\
+			     PM_SWAP_TYPE(got_), env->swap_type);	\
+			return CHILD_FAIL;				\
+		}							\
+	} while (0)
+
 static int reclaim_child(void *p)
 {
 	struct reclaim_env *env = p;
@@ -466,7 +530,7 @@ static int reclaim_child(void *p)
 	unsigned long i;
 	int fd, swapped = 0, pass, ret;
 	char *buf, *balloon;
-	uint64_t ent, pfn0;
+	uint64_t ent, pfn0, entries[RECLAIM_PAGES];
 
 	snprintf(path, sizeof(path), "%s/cgroup.procs", env->cgroup);
 	snprintf(pid, sizeof(pid), "%d", getpid());
@@ -492,6 +556,14 @@ static int reclaim_child(void *p)
 		     env->swap_type);
 		return CHILD_FAIL;
 	}
+	for (i = 0; i < RECLAIM_PAGES; i++) {
+		entries[i] = pm_entry(buf + i * psize());
+		if ((entries[i] & (PM_SWAP | PM_PRESENT)) != PM_SWAP) {
+			CLOG("page %lu is not device-exclusive after the conversion (pagemap %#llx)",
+			     i, (unsigned long long)entries[i]);
+			return CHILD_FAIL;
+		}
+	}
 	st0 = stats_of(fd);
 	/*
 	 * Touch four times the limit in a fresh balloon, up to RECLAIM_PASSES
@@ -510,6 +582,7 @@ static int reclaim_child(void *p)
 		for (i = 0; i < blen; i += psize())
 			balloon[i] = (char)(i >> 12) + pass;
 		munmap(balloon, blen);
+		CHECK_ENTRIES("after a balloon pass");
 		for (swapped = 0, i = 0; i < RECLAIM_PAGES; i++) {
 			ent = pm_entry(buf + i * psize());
 			if ((ent & (PM_SWAP | PM_PRESENT)) == PM_SWAP &&
@@ -531,6 +604,7 @@ static int reclaim_child(void *p)
 		unsigned long j;
 
 		write_str(path, "32M");	/* EAGAIN when it falls short */
+		CHECK_ENTRIES("after memory.reclaim");
 		for (swapped = 0, j = 0; j < RECLAIM_PAGES; j++) {
 			ent = pm_entry(buf + j * psize());
 			if ((ent & (PM_SWAP | PM_PRESENT)) == PM_SWAP &&
