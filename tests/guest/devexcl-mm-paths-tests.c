@@ -64,6 +64,7 @@
 #define KPF_COMPOUND_HEAD	15
 #define KPF_COMPOUND_TAIL	16
 #define KPF_THP			22
+#define KPF_RESERVED		32
 
 #define DEBUGFS			"/sys/kernel/debug"
 #define SPLIT_HUGE_PAGES	DEBUGFS "/split_huge_pages"
@@ -801,6 +802,33 @@ static long block_of(uint64_t pfn)
  */
 #define MAX_BLOCKS	1024
 
+/* Any page of pfns [first, end) reserved (/proc/kpageflags)?  Unreadable: yes. */
+static bool any_reserved(uint64_t first, uint64_t end)
+{
+	uint64_t flags[512], i, n;
+	bool found = false;
+	ssize_t got;
+	int fd;
+
+	fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;
+	for (; !found && first < end; first += n) {
+		n = end - first < 512 ? end - first : 512;
+		got = pread(fd, flags, n * sizeof(flags[0]),
+			    (off_t)(first * sizeof(flags[0])));
+		if (got != (ssize_t)(n * sizeof(flags[0]))) {
+			found = true;
+			break;
+		}
+		for (i = 0; i < n; i++)
+			if (flags[i] & (1ULL << KPF_RESERVED))
+				found = true;
+	}
+	close(fd);
+	return found;
+}
+
 static bool block_offlinable(long block)
 {
 	static signed char known[MAX_BLOCKS];	/* 0 unknown, 1 yes, -1 no */
@@ -831,8 +859,50 @@ static bool block_offlinable(long block)
 		    sscanf(line, "%llx-%llx", &start, &end) == 2)
 			ok = start <= b0 && b1 <= end;
 	fclose(f);
+	/*
+	 * Pages reserved at boot (memblock: on arm64 the device tree, the
+	 * initrd and early allocations at the top of node 0's memory, which is
+	 * its Movable zone) can never be migrated: offline fails on them
+	 * whatever else the block holds.
+	 */
+	if (ok && any_reserved(b0 / psize(), (b1 + 1) / psize()))
+		ok = false;
 	known[block] = ok ? 1 : -1;
 	return ok;
+}
+
+/*
+ * The control of the offline test: offline, and online again, an
+ * offlinable Movable block other than avoid, before any page of ours is
+ * device-exclusive.  0 when the kernel offlines such memory at all; -ENOENT
+ * when there is no such block; else -errno of the last of up to 3 tries.
+ * arm64 never offlines memory that was present at boot (its
+ * prevent_bootmem_remove_notifier() answers MEM_GOING_OFFLINE with
+ * NOTIFY_BAD: "Boot memory [...] offlining attempted"), and the guest has
+ * no hotplugged memory.
+ */
+static int control_offline(long avoid)
+{
+	char path[128];
+	int ret = -ENOENT, tries = 0;
+	long b;
+
+	for (b = 0; b < MAX_BLOCKS && tries < 3; b++) {
+		if (b == avoid || !block_offlinable(b))
+			continue;
+		tries++;
+		snprintf(path, sizeof(path), MEMORY_SYSFS "/memory%ld/state", b);
+		ret = write_str(path, "offline");
+		CLOG("control: offline memory%ld (none of our pages): %s", b,
+		     ret ? strerror(-ret) : "done");
+		if (!ret) {
+			if (write_str(path, "online_movable") &&
+			    write_str(path, "online"))
+				CLOG("control: memory%ld stays offline", b);
+			return 0;
+		}
+	}
+	return ret;
 }
 
 /*
@@ -896,6 +966,16 @@ static int offline_child(void *p)
 	size_t off;
 	char *buf;
 
+	ret = control_offline(-1);
+	if (ret == -ENOENT) {
+		printf("# SKIP no Movable memory block free of boot reservations (ci/boot passes movablecore=)\n");
+		return CHILD_SKIP;
+	}
+	if (ret) {
+		printf("# SKIP this kernel offlines no boot memory: a Movable block without device-exclusive pages cannot be offlined either (%s; arm64 refuses boot memory, and the guest has no hotplugged memory)\n",
+		       strerror(-ret));
+		return CHILD_SKIP;
+	}
 	fd = child_probe(env->api);
 	if (fd < 0)
 		return CHILD_FAIL;
