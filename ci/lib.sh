@@ -121,12 +121,14 @@ list_bases() {
 # cross-built with Debian's gcc-aarch64-linux-gnu, booted under qemu-system-aarch64 -M
 # virt; its builds, artifacts, guest dirs, logs and runs are named with the suffix
 # -arm64 (ARSUFFIX), so both architectures of a base live side by side on one tree.
+# CROSS_PKG: the Debian package of the cross compiler (empty: none needed).
 DEVEXCL_ARCH=${DEVEXCL_ARCH:-x86_64}
 case $DEVEXCL_ARCH in
 x86_64 | amd64 | x86)
-	DEVEXCL_ARCH=x86_64 ARSUFFIX='' KARCH=x86_64 CROSS='' KIMAGE=bzImage KIMAGE_PATH=arch/x86/boot/bzImage ;;
+	DEVEXCL_ARCH=x86_64 ARSUFFIX='' KARCH=x86_64 CROSS='' CROSS_PKG='' KIMAGE=bzImage KIMAGE_PATH=arch/x86/boot/bzImage ;;
 arm64 | aarch64)
-	DEVEXCL_ARCH=arm64 ARSUFFIX=-arm64 KARCH=arm64 CROSS=aarch64-linux-gnu- KIMAGE=Image KIMAGE_PATH=arch/arm64/boot/Image ;;
+	DEVEXCL_ARCH=arm64 ARSUFFIX=-arm64 KARCH=arm64 CROSS=aarch64-linux-gnu- CROSS_PKG=gcc-aarch64-linux-gnu
+	KIMAGE=Image KIMAGE_PATH=arch/arm64/boot/Image ;;
 *) die "architecture" "DEVEXCL_ARCH (make ARCH=) '$DEVEXCL_ARCH' is not one of: x86_64 arm64" ;;
 esac
 export DEVEXCL_ARCH
@@ -211,7 +213,7 @@ kmake() {
 	fi
 	if [ -n "$BUILD_SUITE" ]; then
 		# (arm64: SUITE's own cross compiler, installed in its root)
-		IN_ROOTFS_PACKAGES="${IN_ROOTFS_PACKAGES:-}${CROSS:+ gcc-aarch64-linux-gnu}" \
+		IN_ROOTFS_PACKAGES="${IN_ROOTFS_PACKAGES:-}${CROSS_PKG:+ $CROSS_PKG}" \
 			sh "$TOP/ci/in-rootfs" "$BUILD_SUITE" make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
 	else
 		make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
