@@ -35,6 +35,7 @@
 #include <linux/hmm.h>
 #include <linux/jiffies.h>
 #include <linux/kernel.h>
+#include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
@@ -69,9 +70,17 @@
 static int xgpu_owner_cookie;
 #define XGPU_OWNER ((void *)&xgpu_owner_cookie)
 
-/* All open contexts, for the kill switch. */
+/* All open contexts, for the kill switch and debugfs. */
 static LIST_HEAD(xgpu_ctxs);
 static DEFINE_MUTEX(xgpu_ctxs_lock);	/* xgpu_ctxs */
+/*
+ * Held by a kill switch run for its whole length (struct xgpu_ctx
+ * @kill_node); taken before xgpu_ctxs_lock and each context's drain_lock,
+ * never under pt_lock, mmap_lock or in reclaim.  (The parameter lock
+ * already serializes the runs; this lock also lets module exit wait for
+ * the last one.)
+ */
+static DEFINE_MUTEX(xgpu_kill_lock);
 
 static bool enable_atomics = true;
 
@@ -124,7 +133,13 @@ struct xgpu_stats_ctr {
  * @mm: the opener's mm, mmgrab()ed; immutable
  * @tgid: the opener's thread group id, for debugfs; immutable
  * @id: a number unique among the contexts, for debugfs; immutable
+ * @ref: the open file's reference, and one per kill switch run draining
+ *	the context; the last put frees it (xgpu_ctx_free())
  * @node: in xgpu_ctxs (xgpu_ctxs_lock)
+ * @kill_node: in the list of one kill switch run (xgpu_kill_lock)
+ * @drain_lock: held across a whole drain (close, kill switch), so that a
+ *	drain returns only when every page is back with the CPU; taken
+ *	before mmap_lock and pt_lock, never in reclaim
  * @chunk_lock: protects @chunks and @nchunks, orders new chunk users
  *	against their freeing; taken before pt_lock, never under it
  * @chunks: chunk index -> struct xgpu_chunk
@@ -135,14 +150,18 @@ struct xgpu_stats_ctr {
  *	(device-exclusive) entry; no reference is held, a notifier removes
  *	the entry before the page can go away.  Entries exist only inside
  *	registered chunks.
- * @npages: entries in @pt, each charged to @mm->pinned_vm
+ * @npages: entries in @pt, each charged to @mm->pinned_vm; written under
+ *	pt_lock, read without it by debugfs
  * @stats: counters
  */
 struct xgpu_ctx {
 	struct mm_struct *mm;
 	pid_t tgid;
 	u64 id;
+	struct kref ref;
 	struct list_head node;
+	struct list_head kill_node;
+	struct mutex drain_lock;	/* see above */
 	struct mutex chunk_lock;	/* see above: @chunks, @nchunks */
 	struct xarray chunks;
 	unsigned long nchunks;
@@ -222,30 +241,44 @@ static unsigned long xgpu_pt_drop(struct xgpu_ctx *ctx, unsigned long start,
 		n++;
 	}
 	if (n) {
-		ctx->npages -= n;
+		WRITE_ONCE(ctx->npages, ctx->npages - n);
 		atomic64_sub(n, &ctx->mm->pinned_vm);
 	}
 	return n;
 }
 
 /*
- * Charge one more atomic entry to the caller: the mm's pinned_vm against
- * RLIMIT_MEMLOCK, as RDMA (ib_umem) and io_uring do.  pt_lock held, in
- * the caller's context.
+ * May the caller go over RLIMIT_MEMLOCK (CAP_IPC_LOCK)?  Asked before any
+ * lock is taken, and only when one more page would exceed the limit:
+ * capable() may write an audit record and marks the task as having used a
+ * privilege.  (A charge that crosses the limit after this look is asked
+ * again: xgpu_acquire_page().)
  */
-static int xgpu_charge(struct xgpu_ctx *ctx)
+static bool xgpu_may_exceed(struct mm_struct *mm)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+
+	if (atomic64_read(&mm->pinned_vm) < limit)
+		return false;
+	return capable(CAP_IPC_LOCK);
+}
+
+/*
+ * Charge one more atomic entry to the caller: the mm's pinned_vm against
+ * RLIMIT_MEMLOCK, as RDMA (ib_umem) and io_uring do; @may_exceed from
+ * xgpu_may_exceed().  -EDQUOT over the limit.  pt_lock held, in the
+ * caller's context.
+ */
+static int xgpu_charge(struct xgpu_ctx *ctx, bool may_exceed)
 {
 	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
 
 	lockdep_assert_held(&ctx->pt_lock);
-	if (atomic64_inc_return(&ctx->mm->pinned_vm) > limit &&
-	    !capable(CAP_IPC_LOCK)) {
+	if (atomic64_inc_return(&ctx->mm->pinned_vm) > limit && !may_exceed) {
 		atomic64_dec(&ctx->mm->pinned_vm);
-		pr_warn_ratelimited("%s[%d]: device-owned pages would exceed RLIMIT_MEMLOCK (%lu pages)\n",
-				    current->comm, task_pid_nr(current), limit);
-		return -ENOMEM;
+		return -EDQUOT;
 	}
-	ctx->npages++;
+	WRITE_ONCE(ctx->npages, ctx->npages + 1);
 	return 0;
 }
 
@@ -259,14 +292,19 @@ static void xgpu_restore_page(struct mm_struct *mm, unsigned long addr)
 
 /*
  * Drop every atomic entry of @ctx and give the pages back to the CPU
- * (close, kill switch).  A dying mm needs no restoring.
+ * (close, kill switch).  A dying mm needs no restoring.  If the owner has
+ * exited meanwhile, ours is the last mm reference: mmput_async() leaves
+ * the teardown to a workqueue instead of the kill switch, which holds the
+ * parameter lock (readers of the parameter and rmmod would wait for it).
  */
 static void xgpu_pt_drain(struct xgpu_ctx *ctx)
 {
-	bool live = mmget_not_zero(ctx->mm);
 	unsigned long idx;
 	struct page *page;
+	bool live;
 
+	mutex_lock(&ctx->drain_lock);
+	live = mmget_not_zero(ctx->mm);
 	for (;;) {
 		idx = 0;
 		mutex_lock(&ctx->pt_lock);
@@ -282,7 +320,8 @@ static void xgpu_pt_drain(struct xgpu_ctx *ctx)
 		cond_resched();
 	}
 	if (live)
-		mmput(ctx->mm);
+		mmput_async(ctx->mm);
+	mutex_unlock(&ctx->drain_lock);
 }
 
 static bool xgpu_chunk_invalidate(struct mmu_interval_notifier *mni,
@@ -460,9 +499,12 @@ static int xgpu_check_vma(struct mm_struct *mm, unsigned long addr)
 	return 0;
 }
 
-/* Record the atomic entry of @page at @addr, charged.  pt_lock held. */
+/*
+ * Record the atomic entry of @page at @addr, charged (@may_exceed: see
+ * xgpu_charge()).  pt_lock held.
+ */
 static int xgpu_pt_install(struct xgpu_ctx *ctx, unsigned long addr,
-			   struct page *page)
+			   struct page *page, bool may_exceed)
 {
 	unsigned long idx = addr >> PAGE_SHIFT;
 	int ret;
@@ -472,13 +514,13 @@ static int xgpu_pt_install(struct xgpu_ctx *ctx, unsigned long addr,
 		xa_store(&ctx->pt, idx, page, GFP_NOWAIT | __GFP_ACCOUNT);
 		return 0;
 	}
-	ret = xgpu_charge(ctx);
+	ret = xgpu_charge(ctx, may_exceed);
 	if (ret)
 		return ret;
 	/* GFP_NOWAIT: pt_lock is taken by notifiers called from reclaim */
 	ret = xa_err(xa_store(&ctx->pt, idx, page, GFP_NOWAIT | __GFP_ACCOUNT));
 	if (ret) {
-		ctx->npages--;
+		WRITE_ONCE(ctx->npages, ctx->npages - 1);
 		atomic64_dec(&ctx->mm->pinned_vm);
 	}
 	return ret;
@@ -497,6 +539,7 @@ static int xgpu_acquire_page(struct xgpu_ctx *ctx, struct xgpu_chunk *chunk,
 {
 	unsigned long deadline = jiffies + msecs_to_jiffies(XGPU_RETRY_MS);
 	struct mm_struct *mm = ctx->mm;
+	bool may_exceed, asked = false, requeue = false;
 	bool dirty = false;
 	struct page *page;
 	unsigned long seq;
@@ -511,8 +554,10 @@ static int xgpu_acquire_page(struct xgpu_ctx *ctx, struct xgpu_chunk *chunk,
 			break;
 		if (dirty) {
 			ret = -EAGAIN;
-			if (time_after(jiffies, deadline))
+			/* (the CAP_IPC_LOCK retry below is not a lost race) */
+			if (time_after(jiffies, deadline) && !requeue)
 				break;
+			requeue = false;
 			/*
 			 * A failed attempt may leave the PTE device-exclusive;
 			 * converting it again would first restore it and so
@@ -524,6 +569,7 @@ static int xgpu_acquire_page(struct xgpu_ctx *ctx, struct xgpu_chunk *chunk,
 			xgpu_restore_page(mm, addr);
 		}
 
+		may_exceed = asked || xgpu_may_exceed(mm);
 		seq = mmu_interval_read_begin(&chunk->notifier);
 		if (mmap_read_lock_killable(mm)) {
 			ret = -EINTR;
@@ -558,10 +604,26 @@ static int xgpu_acquire_page(struct xgpu_ctx *ctx, struct xgpu_chunk *chunk,
 		/* the kill switch revokes under pt_lock after clearing the flag */
 		ret = xgpu_atomics_check();
 		if (!ret)
-			ret = xgpu_pt_install(ctx, addr, page);
+			ret = xgpu_pt_install(ctx, addr, page, may_exceed);
 		xgpu_exclusive_done(page);
 		if (ret) {
 			mutex_unlock(&ctx->pt_lock);
+			/*
+			 * Over the limit since xgpu_may_exceed() looked: ask
+			 * for CAP_IPC_LOCK, now that pt_lock is dropped.
+			 */
+			if (ret == -EDQUOT && !may_exceed && !asked &&
+			    capable(CAP_IPC_LOCK)) {
+				asked = true;
+				requeue = true;
+				continue;
+			}
+			if (ret == -EDQUOT) {
+				pr_warn_ratelimited("%s[%d]: device-owned pages would exceed RLIMIT_MEMLOCK (%lu pages)\n",
+						    current->comm, task_pid_nr(current),
+						    rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT);
+				ret = -ENOMEM;
+			}
 			break;
 		}
 		atomic64_inc(&ctx->stats.acquisitions);
@@ -1144,6 +1206,7 @@ static int xgpu_open(struct inode *inode, struct file *file)
 		return -ENOMEM;
 
 	mutex_init(&ctx->chunk_lock);
+	mutex_init(&ctx->drain_lock);
 	xa_init(&ctx->chunks);
 	mutex_init(&ctx->pt_lock);
 	xa_init(&ctx->pt);
@@ -1151,6 +1214,7 @@ static int xgpu_open(struct inode *inode, struct file *file)
 	ctx->mm = current->mm;
 	ctx->tgid = current->tgid;
 	ctx->id = atomic64_inc_return(&xgpu_ctx_ids);
+	kref_init(&ctx->ref);
 
 	mutex_lock(&xgpu_ctxs_lock);
 	list_add(&ctx->node, &xgpu_ctxs);
@@ -1158,6 +1222,21 @@ static int xgpu_open(struct inode *inode, struct file *file)
 
 	file->private_data = ctx;
 	return 0;
+}
+
+/* The last reference is gone: no entry, no chunk, no user is left. */
+static void xgpu_ctx_free(struct kref *ref)
+{
+	struct xgpu_ctx *ctx = container_of(ref, struct xgpu_ctx, ref);
+
+	WARN_ON_ONCE(ctx->npages);
+	xa_destroy(&ctx->chunks);
+	xa_destroy(&ctx->pt);
+	mmdrop(ctx->mm);
+	mutex_destroy(&ctx->pt_lock);
+	mutex_destroy(&ctx->drain_lock);
+	mutex_destroy(&ctx->chunk_lock);
+	kfree(ctx);
 }
 
 static int xgpu_release(struct inode *inode, struct file *file)
@@ -1169,21 +1248,17 @@ static int xgpu_release(struct inode *inode, struct file *file)
 	mutex_unlock(&xgpu_ctxs_lock);
 
 	/*
-	 * No ioctl is in flight (they hold the file).  The last close may
-	 * come from another process (SCM_RIGHTS) or after the mm's exit: the
-	 * pages go back to the CPU if the mm still lives.
+	 * No ioctl is in flight (they hold the file), so no entry can be
+	 * added; a kill switch run may still be draining the context (it
+	 * holds a reference; our drain waits for its drain to end).  The
+	 * last close may come from another process (SCM_RIGHTS) or after the
+	 * mm's exit: the pages go back to the CPU if the mm still lives.
 	 */
 	xgpu_pt_drain(ctx);
 	mutex_lock(&ctx->chunk_lock);
 	xgpu_chunk_sweep(ctx, true);
 	mutex_unlock(&ctx->chunk_lock);
-	WARN_ON_ONCE(ctx->npages);
-	xa_destroy(&ctx->chunks);
-	xa_destroy(&ctx->pt);
-	mmdrop(ctx->mm);
-	mutex_destroy(&ctx->pt_lock);
-	mutex_destroy(&ctx->chunk_lock);
-	kfree(ctx);
+	kref_put(&ctx->ref, xgpu_ctx_free);
 	return 0;
 }
 
@@ -1239,21 +1314,34 @@ static struct miscdevice xgpu_misc = {
 /*
  * The kill switch: enable_atomics=0 makes new ATOMIC/ACQUIRE calls fail
  * with EOPNOTSUPP, stops the ones running (between two pages or ops) and
- * revokes every atomic entry, giving the pages back to the CPU.
+ * revokes every atomic entry, giving the pages back to the CPU.  The
+ * contexts open at that moment are drained one by one, each kept by a
+ * reference, without xgpu_ctxs_lock: a slow mm (its mmap_lock held long)
+ * delays the kill switch, not open(), close() or debugfs for all users.
  */
 static int xgpu_set_enable(const char *val, const struct kernel_param *kp)
 {
-	struct xgpu_ctx *ctx;
+	struct xgpu_ctx *ctx, *next;
+	LIST_HEAD(todo);
 	int ret;
 
 	ret = param_set_bool(val, kp);
 	if (ret || READ_ONCE(enable_atomics))
 		return ret;
 
+	mutex_lock(&xgpu_kill_lock);
 	mutex_lock(&xgpu_ctxs_lock);
-	list_for_each_entry(ctx, &xgpu_ctxs, node)
-		xgpu_pt_drain(ctx);
+	list_for_each_entry(ctx, &xgpu_ctxs, node) {
+		kref_get(&ctx->ref);
+		list_add_tail(&ctx->kill_node, &todo);
+	}
 	mutex_unlock(&xgpu_ctxs_lock);
+	list_for_each_entry_safe(ctx, next, &todo, kill_node) {
+		list_del(&ctx->kill_node);
+		xgpu_pt_drain(ctx);
+		kref_put(&ctx->ref, xgpu_ctx_free);
+	}
+	mutex_unlock(&xgpu_kill_lock);
 	pr_info("device atomics disabled (enable_atomics=0): atomic entries revoked\n");
 	return 0;
 }
@@ -1290,6 +1378,14 @@ module_init(xgpu_init);
 
 static void __exit xgpu_exit(void)
 {
+	/*
+	 * No file is open, but a kill switch run may still hold the last
+	 * reference of a context closed during it (the parameter's sysfs
+	 * file goes away only after this): wait for it to free them.
+	 */
+	mutex_lock(&xgpu_kill_lock);
+	mutex_unlock(&xgpu_kill_lock);
+	WARN_ON(!list_empty(&xgpu_ctxs));
 	debugfs_remove_recursive(xgpu_debugfs);
 	misc_deregister(&xgpu_misc);
 }
