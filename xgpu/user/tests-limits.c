@@ -518,8 +518,9 @@ static int fatal_signal_mid_batch(int sig)
 			pcp1 = pcp;
 		}
 	}
-	printf("# signal %d: slowest death %.3f s; refcnt %ld -> %ld; MemAvailable + per-CPU free %ld -> %ld kB (per-CPU free %ld -> %ld kB)\n",
-	       sig, worst, ref0, ref1, avail0, avail1, pcp0, pcp1);
+	printf("# signal %d: slowest death %.3f s; refcnt %ld -> %ld; ", sig, worst, ref0, ref1);
+	printf("MemAvailable + per-CPU free %ld -> %ld kB (per-CPU free %ld -> %ld kB)\n",
+	       avail0, avail1, pcp0, pcp1);
 	CHECK(worst < 1.0, "a child took %.2f s to die of signal %d mid-batch", worst, sig);
 	CHECK(ref1 == ref0, "module refcount %ld -> %ld", ref0, ref1);
 	/* 4 children of 8 MiB each: noise is a few MiB, a leak 8 MiB a child */
