@@ -125,6 +125,7 @@ struct xgpu_stats_ctr {
 	atomic64_t rw_bytes;
 	atomic64_t self_events;
 	atomic64_t invalidations;
+	atomic64_t sweep_visits;
 	atomic64_t revoked[XGPU_REVOKE_NR];
 };
 
@@ -143,7 +144,7 @@ struct xgpu_stats_ctr {
  * @chunk_lock: protects @chunks and @nchunks, orders new chunk users
  *	against their freeing; taken before pt_lock, never under it
  * @chunks: chunk index -> struct xgpu_chunk
- * @nchunks: chunks in @chunks
+ * @nchunks: chunks in @chunks; read by debugfs without the lock
  * @pt_lock: protects @pt, @npages and the use of the pages @pt holds, and
  *	orders mmu_interval_set_seq() against mmu_interval_read_retry()
  * @pt: device page table: page index -> struct page * of an atomic
@@ -406,13 +407,14 @@ static void xgpu_chunk_sweep(struct xgpu_ctx *ctx, bool all)
 
 	lockdep_assert_held(&ctx->chunk_lock);
 	xa_for_each(&ctx->chunks, idx, chunk) {
+		atomic64_inc(&ctx->stats.sweep_visits);
 		mutex_lock(&ctx->pt_lock);
 		busy = !all && xgpu_chunk_busy(ctx, chunk);
 		mutex_unlock(&ctx->pt_lock);
 		if (busy)
 			continue;
 		xa_erase(&ctx->chunks, idx);
-		ctx->nchunks--;
+		WRITE_ONCE(ctx->nchunks, ctx->nchunks - 1);
 		mmu_interval_notifier_remove(&chunk->notifier);
 		kfree(chunk);
 	}
@@ -449,7 +451,7 @@ static struct xgpu_chunk *xgpu_chunk_get(struct xgpu_ctx *ctx,
 	ret = xa_err(xa_store(&ctx->chunks, idx, chunk, GFP_KERNEL_ACCOUNT));
 	if (ret)
 		goto err_remove;
-	ctx->nchunks++;
+	WRITE_ONCE(ctx->nchunks, ctx->nchunks + 1);
 out:
 	atomic_inc(&chunk->users);
 out_unlock:
@@ -1266,7 +1268,8 @@ static int xgpu_release(struct inode *inode, struct file *file)
  * debugfs xgpu/contexts: one line per open context, "key=value" pairs: the
  * opener's tgid, the context's id, its counters including the
  * kernel-internal ones (own MMU_NOTIFY_EXCLUSIVE events ignored, notifier
- * callbacks, revocations by mmu_notifier event), and its atomic entries.
+ * callbacks, chunks visited by sweeps, revocations by mmu_notifier event)
+ * and its atomic entries.
  */
 static int xgpu_contexts_show(struct seq_file *m, void *unused)
 {
@@ -1277,10 +1280,12 @@ static int xgpu_contexts_show(struct seq_file *m, void *unused)
 	mutex_lock(&xgpu_ctxs_lock);
 	list_for_each_entry(ctx, &xgpu_ctxs, node) {
 		c = &ctx->stats;
-		seq_printf(m, "tgid=%d ctx=%llu entries=%lu self_events=%lld invalidations=%lld",
+		seq_printf(m, "tgid=%d ctx=%llu entries=%lu chunks=%lu self_events=%lld invalidations=%lld sweep_visits=%lld",
 			   ctx->tgid, ctx->id, READ_ONCE(ctx->npages),
+			   READ_ONCE(ctx->nchunks),
 			   atomic64_read(&c->self_events),
-			   atomic64_read(&c->invalidations));
+			   atomic64_read(&c->invalidations),
+			   atomic64_read(&c->sweep_visits));
 		for (i = 0; i < XGPU_REVOKE_NR; i++)
 			seq_printf(m, " revoked_%s=%lld", xgpu_revoke_names[i],
 				   atomic64_read(&c->revoked[i]));

@@ -90,8 +90,12 @@ static int run_child(int (*fn)(void *), void *arg)
 	pid = fork();
 	if (pid < 0)
 		return -errno;
-	if (!pid)
-		_exit(fn(arg));
+	if (!pid) {
+		int r = fn(arg);
+
+		fflush(stdout);	/* the child's diagnostics */
+		_exit(r);
+	}
 	if (waitpid(pid, &status, 0) != pid)
 		return -errno;
 	return child_status(status);
@@ -656,6 +660,88 @@ static int test_device_work_runs_in_caller_context(void)
 	return T_PASS;
 }
 
+/*
+ * Chunks (2 MiB, one interval notifier each) without entries are swept
+ * away once a context has many; the sweep visits every chunk.  Holding an
+ * entry in each of SWEEP_CHUNKS chunks must cost sweep visits in
+ * proportion to the chunks, not to their square (a sweep at every new
+ * chunk once there are 64: about 128,000 visits for 512 chunks).  Once
+ * those entries are released, new chunks must get the idle ones swept.
+ */
+#define SWEEP_CHUNKS	512
+#define SWEEP_NEW	64
+
+static int child_chunk_sweep(void *arg)
+{
+	size_t len = (SWEEP_CHUNKS + SWEEP_NEW) * HPAGE;
+	uint64_t visits = 0, chunks = 0;
+	unsigned long i;
+	double t0;
+	char *mem;
+	int64_t n;
+	int fd, r;
+
+	(void)arg;
+	mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem == MAP_FAILED)
+		return 10;
+	if (madvise(mem, len, MADV_NOHUGEPAGE))
+		printf("# MADV_NOHUGEPAGE: %s (4 KiB pages are not needed here)\n",
+		       strerror(errno));
+	fd = xgpu_open();
+	if (fd < 0)
+		return 11;
+	t0 = now();
+	for (i = 0; i < SWEEP_CHUNKS; i++) {
+		n = xgpu_acquire(fd, mem + i * HPAGE, 1);
+		if (n != 1) {
+			printf("# ACQUIRE in chunk %lu: %lld\n", i, (long long)n);
+			return 12;
+		}
+	}
+	r = dbg_counter("sweep_visits", &visits);
+	if (!r)
+		r = dbg_counter("chunks", &chunks);
+	if (r) {
+		printf("# debugfs xgpu/contexts: %s\n", strerror(-r));
+		return r == -ENOENT ? 4 : 13;
+	}
+	printf("# %d chunks with an entry each: %llu chunks, %llu sweep visits, %.2f s\n",
+	       SWEEP_CHUNKS, (unsigned long long)chunks,
+	       (unsigned long long)visits, now() - t0);
+	if (visits > 4 * SWEEP_CHUNKS)
+		return 14;
+	/* release them all; new chunks must get the idle ones freed */
+	for (i = 0; i < SWEEP_CHUNKS; i++)
+		if (xgpu_release(fd, mem + i * HPAGE, 1) < 0)
+			return 15;
+	for (i = SWEEP_CHUNKS; i < SWEEP_CHUNKS + SWEEP_NEW; i++)
+		if (xgpu_acquire(fd, mem + i * HPAGE, 1) != 1)
+			return 16;
+	if (dbg_counter("chunks", &chunks))
+		return 13;
+	printf("# after releasing them and using %d new chunks: %llu chunks\n",
+	       SWEEP_NEW, (unsigned long long)chunks);
+	close(fd);
+	return chunks < SWEEP_CHUNKS ? 0 : 17;
+}
+
+static int test_chunk_sweep_cost_is_linear(void)
+{
+	int r;
+
+	NEED_ATOMICS();
+	r = run_child(child_chunk_sweep, NULL);
+	if (r == 4)
+		return t_skip("no debugfs (xgpu/contexts)");
+	CHECK(r != 14, "sweeping %d busy chunks cost more than %d visits: quadratic",
+	      SWEEP_CHUNKS, 4 * SWEEP_CHUNKS);
+	CHECK(r != 17, "%d idle chunks were not swept when new chunks came", SWEEP_CHUNKS);
+	CHECK(r == 0, "child failed (%d)", r);
+	return T_PASS;
+}
+
 const struct xgpu_test tests_limits[] = {
 	TEST(test_dev_node_0660_open_needs_group),
 	TEST(test_unprivileged_memlock_limit_holds_under_acquire_loop),
@@ -664,6 +750,7 @@ const struct xgpu_test tests_limits[] = {
 	TEST(test_sigkill_mid_batch_dies_promptly_no_leak),
 	TEST(test_sigint_mid_batch_dies_promptly_no_leak),
 	TEST(test_caught_signal_eintr_done_exact),
+	TEST(test_chunk_sweep_cost_is_linear),
 };
 
 const size_t tests_limits_n = ARRAY_SIZE(tests_limits);
