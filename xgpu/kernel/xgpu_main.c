@@ -59,7 +59,10 @@
 /* Notifier granularity: atomic entries are watched per 2 MiB chunk. */
 #define XGPU_CHUNK_SHIFT	21
 #define XGPU_CHUNK_SIZE		BIT(XGPU_CHUNK_SHIFT)
-/* Chunks without entries are freed once a context has this many. */
+/*
+ * Chunks without entries are swept away once a context has this many, and
+ * then each time the count doubles (a sweep visits every chunk).
+ */
 #define XGPU_CHUNK_SWEEP	64
 
 /*
@@ -141,10 +144,11 @@ struct xgpu_stats_ctr {
  * @drain_lock: held across a whole drain (close, kill switch), so that a
  *	drain returns only when every page is back with the CPU; taken
  *	before mmap_lock and pt_lock, never in reclaim
- * @chunk_lock: protects @chunks and @nchunks, orders new chunk users
+ * @chunk_lock: protects @chunks, @nchunks and @sweep_at, orders new chunk users
  *	against their freeing; taken before pt_lock, never under it
  * @chunks: chunk index -> struct xgpu_chunk
  * @nchunks: chunks in @chunks; read by debugfs without the lock
+ * @sweep_at: the next sweep comes when @nchunks reaches it (chunk_lock)
  * @pt_lock: protects @pt, @npages and the use of the pages @pt holds, and
  *	orders mmu_interval_set_seq() against mmu_interval_read_retry()
  * @pt: device page table: page index -> struct page * of an atomic
@@ -163,9 +167,10 @@ struct xgpu_ctx {
 	struct list_head node;
 	struct list_head kill_node;
 	struct mutex drain_lock;	/* see above */
-	struct mutex chunk_lock;	/* see above: @chunks, @nchunks */
+	struct mutex chunk_lock;	/* see above: @chunks, @nchunks, @sweep_at */
 	struct xarray chunks;
 	unsigned long nchunks;
+	unsigned long sweep_at;
 	struct mutex pt_lock;		/* see above: @pt, pages in @pt, seq */
 	struct xarray pt;
 	unsigned long npages;
@@ -434,8 +439,12 @@ static struct xgpu_chunk *xgpu_chunk_get(struct xgpu_ctx *ctx,
 	if (chunk)
 		goto out;
 
-	if (ctx->nchunks >= XGPU_CHUNK_SWEEP)
+	if (ctx->nchunks >= ctx->sweep_at) {
 		xgpu_chunk_sweep(ctx, false);
+		/* busy chunks stay: sweep again when they have doubled */
+		ctx->sweep_at = max_t(unsigned long, XGPU_CHUNK_SWEEP,
+				      2 * ctx->nchunks);
+	}
 	chunk = kzalloc(sizeof(*chunk), GFP_KERNEL_ACCOUNT);
 	if (!chunk) {
 		chunk = ERR_PTR(-ENOMEM);
@@ -1208,6 +1217,7 @@ static int xgpu_open(struct inode *inode, struct file *file)
 		return -ENOMEM;
 
 	mutex_init(&ctx->chunk_lock);
+	ctx->sweep_at = XGPU_CHUNK_SWEEP;
 	mutex_init(&ctx->drain_lock);
 	xa_init(&ctx->chunks);
 	mutex_init(&ctx->pt_lock);
