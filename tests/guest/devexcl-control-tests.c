@@ -23,33 +23,22 @@
  * the call itself failed on a THP.
  *
  * Build: ci/build-guest-tests (suite "control"), against the variant's own
- * lib/test_hmm_uapi.h.
+ * lib/test_hmm_uapi.h; devexcl_util.h gives thp_usable() and PM_PRESENT.
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-
 /* 5.10's harness has an unused parameter in its SIGALRM handler. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #include "kselftest_harness.h"
 #pragma GCC diagnostic pop
 #include "test_hmm_uapi.h"
+#include "devexcl_util.h"
 
 #define DMIRROR_DEV	"/dev/hmm_dmirror0"
-#define THP_ENABLED	"/sys/kernel/mm/transparent_hugepage/enabled"
-#define BLOCK		(2UL << 20)
+#define BLOCK		HPAGE_SIZE
 #define PAGE		4096UL
 #define NPAGES		(BLOCK / PAGE)
 
-#define PM_PRESENT	(1ULL << 63)
 #define PM_PFN_MASK	((1ULL << 55) - 1)
 #define KPF_HEAD	(1ULL << 15)
 #define KPF_TAIL	(1ULL << 16)
@@ -98,20 +87,6 @@ out:
 	return b;
 }
 
-static int thp_on(char *mode, size_t len)
-{
-	FILE *f = fopen(THP_ENABLED, "r");
-
-	snprintf(mode, len, "not available");
-	if (!f)
-		return 0;
-	if (!fgets(mode, (int)len, f))
-		snprintf(mode, len, "unreadable");
-	fclose(f);
-	mode[strcspn(mode, "\n")] = '\0';
-	return strstr(mode, "[always]") || strstr(mode, "[madvise]");
-}
-
 FIXTURE(control) {
 	int fd;
 };
@@ -146,7 +121,7 @@ TEST_F(control, exclusive_on_verified_thp)
 	unsigned long i;
 	int ret, err;
 
-	if (!thp_on(mode, sizeof(mode)))
+	if (!thp_usable(mode, sizeof(mode)))
 		SKIP(return, "THP is off (%s): no THP to put under the buffer", mode);
 	map = mmap(NULL, 2 * BLOCK, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
