@@ -245,6 +245,124 @@ static int test_unprivileged_memlock_limit_holds_under_acquire_loop(void)
 	return T_PASS;
 }
 
+/* ---- revocations that leave the PTE device-exclusive ---------------- */
+
+#define REVOKE_ROUNDS	16
+#define PM_SWAP		0x4000000000000000ULL	/* bit 62 */
+/*
+ * Swap types from here up are the kernel's non-swap entries (device,
+ * migration, hwpoison, markers: MAX_SWAPFILES is 24 or more on our
+ * kernels); a real swap device of the guest has a small type.
+ */
+#define PM_NONSWAP_TYPE	16
+
+/*
+ * Pages of [mem, mem + npages) whose PTE is a non-swap entry: device-
+ * exclusive here.  @pm: /proc/self/pagemap, opened while privileged (so it
+ * shows swap types).  -1 on a read error.
+ */
+static long count_exclusive(int pm, char *mem, size_t npages)
+{
+	static uint64_t e[1024];
+	long n = 0;
+	size_t i;
+
+	if (npages > ARRAY_SIZE(e) ||
+	    pread(pm, e, npages * sizeof(*e),
+		  (off_t)((uintptr_t)mem / PAGE * sizeof(*e))) !=
+	    (ssize_t)(npages * sizeof(*e)))
+		return -1;
+	for (i = 0; i < npages; i++)
+		if ((e[i] & PM_SWAP) && (e[i] & 0x1f) >= PM_NONSWAP_TYPE)
+			n++;
+	return n;
+}
+
+static int child_revoke_protnone(void *arg)
+{
+	struct rlimit rl = { LIMIT_PAGES * PAGE, LIMIT_PAGES * PAGE };
+	const size_t npages = REVOKE_ROUNDS * LIMIT_PAGES;
+	long excl, excl_max = 0, pin, uncharged = 0;
+	int fd, pm, i, ret;
+	uint64_t n;
+	char *mem;
+
+	(void)arg;
+	pm = open("/proc/self/pagemap", O_RDONLY);
+	if (pm < 0 || setrlimit(RLIMIT_MEMLOCK, &rl) || drop_privileges(true))
+		return 10;
+	mem = map_anon(npages * PAGE, 0);
+	fd = xgpu_open();
+	if (!mem || fd < 0)
+		return 11;
+	for (i = 0; i < (int)npages; i++)
+		*(uint64_t *)(mem + i * PAGE) = 0x5eed0000ULL + i;
+	/* ACQUIRE a limit's worth, then take the CPU's access away from it */
+	for (i = 0; i < REVOKE_ROUNDS; i++) {
+		char *p = mem + i * LIMIT_PAGES * PAGE;
+
+		ret = acquire_raw(fd, p, LIMIT_PAGES, &n);
+		if (ret || n != LIMIT_PAGES) {
+			printf("# round %d: ACQUIRE: %s, %llu of %d pages\n", i,
+			       strerror(-ret), (unsigned long long)n, LIMIT_PAGES);
+			return 12;
+		}
+		if (mprotect(p, LIMIT_PAGES * PAGE, PROT_NONE))
+			return 13;
+		excl = count_exclusive(pm, mem, npages);
+		pin = status_kb("/proc/self/status", "VmPin:");
+		if (excl < 0 || pin < 0)
+			return 14;
+		if (excl > excl_max)
+			excl_max = excl;
+		/* exclusive pages the charge (VmPin, kB) no longer covers */
+		pin /= (long)(PAGE / 1024);
+		if (excl - pin > uncharged) {
+			printf("# round %d: %ld pages device-exclusive, %ld charged\n",
+			       i, excl, pin);
+			uncharged = excl - pin;
+		}
+	}
+	printf("# %d rounds of ACQUIRE + mprotect(PROT_NONE) of %d pages: ",
+	       REVOKE_ROUNDS, LIMIT_PAGES);
+	printf("at most %ld pages exclusive, %ld uncharged (limit %d)\n",
+	       excl_max, uncharged, LIMIT_PAGES);
+	ret = 0;
+	if (excl_max > LIMIT_PAGES || uncharged > 0)
+		ret = 1;
+	/* close() gives every page back, PROT_NONE or not */
+	close(fd);
+	excl = count_exclusive(pm, mem, npages);
+	printf("# after close(): %ld pages device-exclusive\n", excl);
+	if (!ret && excl)
+		ret = 2;
+	if (mprotect(mem, npages * PAGE, PROT_READ | PROT_WRITE))
+		return 13;
+	for (i = 0; i < (int)npages; i++)
+		if (*(uint64_t *)(mem + i * PAGE) != 0x5eed0000ULL + i)
+			return 3;
+	return ret;
+}
+
+static int test_protnone_revocation_keeps_pages_charged(void)
+{
+	gid_t old;
+	int ret;
+
+	NEED_ATOMICS();
+	ret = dev_set_group(XGPU_TEST_GID, &old);
+	CHECK(!ret, "chgrp %s: %s", dev_path(), strerror(-ret));
+	ret = run_child(child_revoke_protnone, NULL);
+	dev_set_group(old, NULL);
+	CHECK(ret < 10, "child setup failed (%d)", ret);
+	CHECK(ret != 1, "pages left exclusive by mprotect() outgrow RLIMIT_MEMLOCK (%d)",
+	      LIMIT_PAGES);
+	CHECK(ret != 2, "close() left PROT_NONE pages device-exclusive");
+	CHECK(ret != 3, "data lost after mprotect() and close()");
+	CHECK(ret == 0, "child status %d", ret);
+	return T_PASS;
+}
+
 /* ---- memory cgroup ------------------------------------------------- */
 
 #define CG		"/sys/fs/cgroup"
@@ -745,6 +863,7 @@ static int test_chunk_sweep_cost_is_linear(void)
 const struct xgpu_test tests_limits[] = {
 	TEST(test_dev_node_0660_open_needs_group),
 	TEST(test_unprivileged_memlock_limit_holds_under_acquire_loop),
+	TEST(test_protnone_revocation_keeps_pages_charged),
 	TEST(test_memcg_limit_holds_for_device_owned_pages),
 	TEST(test_device_work_runs_in_caller_context),
 	TEST(test_sigkill_mid_batch_dies_promptly_no_leak),
