@@ -125,6 +125,29 @@ static inline void xgpu_exclusive_done(struct page *page)
 #endif
 #endif
 
+/*
+ * Fault in the page at @addr for reading as ptrace does (FOLL_FORCE), which
+ * restores a device-exclusive PTE even where the vma no longer allows
+ * access (mprotect(PROT_NONE)): fixup_user_fault() refuses those.
+ * mmap_read_lock(mm) held.  Returns 1, or an error (-EFAULT: no vma;
+ * -EINTR: a fatal signal is pending, nothing was done).
+ */
+static inline long xgpu_fault_in_force(struct mm_struct *mm,
+				       unsigned long addr)
+{
+	struct page *page;
+	long n;
+
+#ifdef HAVE_GET_USER_PAGES_REMOTE_VMAS
+	n = get_user_pages_remote(mm, addr, 1, FOLL_FORCE, &page, NULL, NULL);
+#else
+	n = get_user_pages_remote(mm, addr, 1, FOLL_FORCE, &page, NULL);
+#endif
+	if (n == 1)
+		put_page(page);
+	return n;
+}
+
 static inline bool xgpu_event_exclusive(const struct mmu_notifier_range *range)
 {
 #ifdef HAVE_MMU_NOTIFY_EXCLUSIVE

@@ -73,6 +73,14 @@
 static int xgpu_owner_cookie;
 #define XGPU_OWNER ((void *)&xgpu_owner_cookie)
 
+/*
+ * Marks in ctx->pt: a stale entry (see struct xgpu_ctx); a stale entry
+ * whose page xgpu_restore_stale() is giving back (a token: an entry
+ * installed again meanwhile has lost it, and stays)
+ */
+#define XGPU_STALE		XA_MARK_1
+#define XGPU_RESTORING		XA_MARK_2
+
 /* All open contexts, for the kill switch and debugfs. */
 static LIST_HEAD(xgpu_ctxs);
 static DEFINE_MUTEX(xgpu_ctxs_lock);	/* xgpu_ctxs */
@@ -129,6 +137,7 @@ struct xgpu_stats_ctr {
 	atomic64_t self_events;
 	atomic64_t invalidations;
 	atomic64_t sweep_visits;
+	atomic64_t stale_restored;
 	atomic64_t revoked[XGPU_REVOKE_NR];
 };
 
@@ -152,11 +161,18 @@ struct xgpu_stats_ctr {
  * @pt_lock: protects @pt, @npages and the use of the pages @pt holds, and
  *	orders mmu_interval_set_seq() against mmu_interval_read_retry()
  * @pt: device page table: page index -> struct page * of an atomic
- *	(device-exclusive) entry; no reference is held, a notifier removes
- *	the entry before the page can go away.  Entries exist only inside
- *	registered chunks.
- * @npages: entries in @pt, each charged to @mm->pinned_vm; written under
- *	pt_lock, read without it by debugfs
+ *	(device-exclusive) entry; no reference is held.  Entries exist only inside
+ *	registered chunks.  An entry marked XGPU_STALE was revoked by an
+ *	event that may leave its PTE device-exclusive (xgpu_event_keeps_pte()):
+ *	the device no longer owns it, but it stays, charged, until the page
+ *	is back with the CPU (xgpu_restore_stale(), RELEASE, close), another
+ *	conversion of the page or an event that ends it drops it.  (So a
+ *	notifier revokes, drops or marks stale, every entry before its page
+ *	can go away.)  Its page
+ *	may be freed meanwhile (reclaim, migration, a zap): the pointer of a
+ *	stale entry is never dereferenced, only its index is used.
+ * @npages: entries in @pt, stale ones included, each charged to
+ *	@mm->pinned_vm; written under pt_lock, read without it by debugfs
  * @stats: counters
  */
 struct xgpu_ctx {
@@ -228,19 +244,51 @@ static unsigned int xgpu_revoke_cause(const struct mmu_notifier_range *range)
 }
 
 /*
- * Drop the atomic entries of [start, end) and uncharge them; with @restore,
- * note their page indices there (at most XGPU_MAX_PAGES from start).
- * Called with pt_lock held.
+ * May a revocation by this event leave the PTE device-exclusive?  Then the
+ * entry goes stale, still charged, until the page is back with the CPU.
+ * Most events may: mprotect() (also NUMA hinting, userfaultfd write-
+ * protect) and soft-dirty clearing keep the entry (where entries are
+ * writable or readable, 5.10 and stock 5.14-6.14, a writable one becomes
+ * readable); fork sends PROTECTION_PAGE and restores the page under it;
+ * CLEAR is also sent where nothing is cleared (a vma split sends it for
+ * the whole PMD range, THP or not; MADV_FREE skips non-swap entries), and
+ * MIGRATE where nothing moves (migrate_vma skips the entry).  A CPU touch
+ * sends CLEAR on devexcl's 6.1 and 6.12 and on 6.15+; on devexcl's 5.10
+ * and stock 5.14-6.14 it sends EXCLUSIVE with no owner.
+ * Only three end the entry for sure: EXCLUSIVE with another owner (or
+ * none: the CPU took the page back), UNMAP (munmap(); mremap() moves the
+ * entry out of our sight, uncharged) and RELEASE.  A conversion with our
+ * own owner drops stale entries too (xgpu_chunk_invalidate()).
+ */
+static bool xgpu_event_keeps_pte(const struct mmu_notifier_range *range)
+{
+	switch (xgpu_revoke_cause(range)) {
+	case XGPU_REVOKE_EXCLUSIVE:
+	case XGPU_REVOKE_UNMAP:
+	case XGPU_REVOKE_RELEASE:
+		return false;
+	default:
+		return true;
+	}
+}
+
+/*
+ * Drop the atomic entries of [start, end), stale ones too, and uncharge
+ * them; with @restore, note their page indices there (at most
+ * XGPU_MAX_PAGES from start).  Returns how many of them the device still
+ * owned (not stale).  Called with pt_lock held.
  */
 static unsigned long xgpu_pt_drop(struct xgpu_ctx *ctx, unsigned long start,
 				  unsigned long end, unsigned long *restore)
 {
-	unsigned long idx, n = 0;
+	unsigned long idx, n = 0, owned = 0;
 	struct page *page;
 
 	lockdep_assert_held(&ctx->pt_lock);
 	xa_for_each_range(&ctx->pt, idx, page, start >> PAGE_SHIFT,
 			  (end - 1) >> PAGE_SHIFT) {
+		if (!xa_get_mark(&ctx->pt, idx, XGPU_STALE))
+			owned++;
 		xa_erase(&ctx->pt, idx);
 		if (restore)
 			__set_bit(idx - (start >> PAGE_SHIFT), restore);
@@ -250,7 +298,53 @@ static unsigned long xgpu_pt_drop(struct xgpu_ctx *ctx, unsigned long start,
 		WRITE_ONCE(ctx->npages, ctx->npages - n);
 		atomic64_sub(n, &ctx->mm->pinned_vm);
 	}
+	return owned;
+}
+
+/*
+ * Revoke the atomic entries of [start, end) but keep them, charged, as
+ * stale (see struct xgpu_ctx); allocates nothing.  Returns how many the
+ * device owned until now.  Called with pt_lock held.
+ */
+static unsigned long xgpu_pt_stale(struct xgpu_ctx *ctx, unsigned long start,
+				   unsigned long end)
+{
+	unsigned long idx, n = 0;
+	struct page *page;
+
+	lockdep_assert_held(&ctx->pt_lock);
+	xa_for_each_range(&ctx->pt, idx, page, start >> PAGE_SHIFT,
+			  (end - 1) >> PAGE_SHIFT) {
+		if (xa_get_mark(&ctx->pt, idx, XGPU_STALE))
+			continue;
+		xa_set_mark(&ctx->pt, idx, XGPU_STALE);
+		n++;
+	}
 	return n;
+}
+
+/* Drop the stale entries of [start, end) and uncharge them.  pt_lock held. */
+static void xgpu_pt_drop_stale(struct xgpu_ctx *ctx, unsigned long start,
+			       unsigned long end)
+{
+	unsigned long idx;
+	struct page *page;
+
+	lockdep_assert_held(&ctx->pt_lock);
+	xa_for_each_range(&ctx->pt, idx, page, start >> PAGE_SHIFT,
+			  (end - 1) >> PAGE_SHIFT)
+		if (xa_get_mark(&ctx->pt, idx, XGPU_STALE))
+			xgpu_pt_drop(ctx, idx << PAGE_SHIFT,
+				     (idx + 1) << PAGE_SHIFT, NULL);
+}
+
+/* The page of a valid (not stale) atomic entry at @idx, or NULL.  pt_lock held. */
+static struct page *xgpu_pt_owned(struct xgpu_ctx *ctx, unsigned long idx)
+{
+	lockdep_assert_held(&ctx->pt_lock);
+	if (xa_get_mark(&ctx->pt, idx, XGPU_STALE))
+		return NULL;
+	return xa_load(&ctx->pt, idx);
 }
 
 /*
@@ -288,12 +382,91 @@ static int xgpu_charge(struct xgpu_ctx *ctx, bool may_exceed)
 	return 0;
 }
 
-/* Give the page at @addr back to the CPU: restore a device-exclusive PTE. */
+/*
+ * Give the page at @addr back to the CPU: restore a device-exclusive PTE.
+ * fixup_user_fault() refuses a vma that no longer allows access
+ * (mprotect(PROT_NONE)); there a read fault as ptrace makes one
+ * (FOLL_FORCE) restores the page.  mmap_lock held for reading.  Returns 0
+ * (restored, or it was not exclusive), -EFAULT (nothing mapped there),
+ * -EINTR (a fatal signal is pending: the FOLL_FORCE fault is not tried)
+ * or another error of the fault.
+ */
+static long xgpu_restore_locked(struct mm_struct *mm, unsigned long addr)
+{
+	long ret;
+
+	ret = fixup_user_fault(mm, addr, 0, NULL);
+	if (ret != -EFAULT)
+		return ret;
+	ret = xgpu_fault_in_force(mm, addr);
+	return ret < 0 ? ret : 0;
+}
+
+/* xgpu_restore_locked() under mmap_lock; a failure is logged. */
 static void xgpu_restore_page(struct mm_struct *mm, unsigned long addr)
 {
+	long ret;
+
 	mmap_read_lock(mm);
-	fixup_user_fault(mm, addr, 0, NULL);
+	ret = xgpu_restore_locked(mm, addr);
 	mmap_read_unlock(mm);
+	if (ret && ret != -EFAULT)
+		pr_warn_ratelimited("%s[%d]: page at %#lx not given back to the CPU (%ld): if it was device-exclusive, it stays so until touched\n",
+				    current->comm, task_pid_nr(current), addr,
+				    ret);
+}
+
+/*
+ * Give the pages of the stale entries back to the CPU, then drop the
+ * entries and their charge: so RLIMIT_MEMLOCK bounds what the device left
+ * device-exclusive, too.  Called before an ACQUIRE or ATOMIC batch charges
+ * more, in the caller's context (current->mm == ctx->mm), no lock held.
+ * One pass in index order, each entry once; an entry installed again
+ * meanwhile stays.  -EINTR on a signal (the rest is left for the next
+ * call).  Any other error is dropped all the same: restoring an exclusive
+ * PTE allocates nothing and fixup_user_fault() does not stop for signals,
+ * so an error (no vma, out of memory) says the PTE was no longer
+ * exclusive.  A restore may also take the page from another context that
+ * converted it after our token was set: correct, its entry is revoked.
+ */
+static int xgpu_restore_stale(struct xgpu_ctx *ctx)
+{
+	unsigned long idx = 0;
+	void *entry;
+	long ret;
+
+	/* (a hint without the lock; xa_find() below decides) */
+	if (!data_race(xa_marked(&ctx->pt, XGPU_STALE)))
+		return 0;
+	for (;;) {
+		if (signal_pending(current) ||
+		    mutex_lock_killable(&ctx->pt_lock))
+			return -EINTR;
+		entry = xa_find(&ctx->pt, &idx, ULONG_MAX, XGPU_STALE);
+		if (entry)
+			xa_set_mark(&ctx->pt, idx, XGPU_RESTORING);
+		mutex_unlock(&ctx->pt_lock);
+		if (!entry)
+			return 0;
+
+		if (mmap_read_lock_killable(ctx->mm))
+			return -EINTR;
+		/* a notifier of the restore may drop the entry itself */
+		ret = xgpu_restore_locked(ctx->mm, idx << PAGE_SHIFT);
+		mmap_read_unlock(ctx->mm);
+		if (ret == -EINTR || mutex_lock_killable(&ctx->pt_lock))
+			return -EINTR;
+		if (xa_get_mark(&ctx->pt, idx, XGPU_STALE) &&
+		    xa_get_mark(&ctx->pt, idx, XGPU_RESTORING)) {
+			xgpu_pt_drop(ctx, idx << PAGE_SHIFT,
+				     (idx + 1) << PAGE_SHIFT, NULL);
+			atomic64_inc(&ctx->stats.stale_restored);
+		}
+		mutex_unlock(&ctx->pt_lock);
+		if (++idx == 0)
+			return 0;
+		cond_resched();
+	}
 }
 
 /*
@@ -336,14 +509,30 @@ static bool xgpu_chunk_invalidate(struct mmu_interval_notifier *mni,
 {
 	struct xgpu_chunk *chunk = container_of(mni, struct xgpu_chunk, notifier);
 	struct xgpu_ctx *ctx = chunk->ctx;
-	unsigned long n;
+	unsigned long start, end, n;
+
+	start = max(range->start, chunk->start);
+	end = min(range->end, chunk->start + XGPU_CHUNK_SIZE);
 
 	/*
-	 * Our own request to make a page exclusive: nothing to revoke, and
-	 * bumping the sequence would make the acquire loop retry forever.
+	 * Our own request to make a page exclusive (this context's or
+	 * another's: they share the owner): nothing to revoke, and bumping
+	 * the sequence would make the acquire loop retry forever.  A stale
+	 * entry of the page goes: the converting context charges it now.
+	 * Only for a one-page event: the stock range API sends one over a
+	 * whole large folio, whose other pages may still be exclusive (those
+	 * stay stale; xgpu_pt_install() takes over such an entry).
 	 */
 	if (xgpu_event_own(range, XGPU_OWNER)) {
 		atomic64_inc(&ctx->stats.self_events);
+		/* (xa_marked() without the lock: a hint, as in restore_stale) */
+		if (data_race(xa_marked(&ctx->pt, XGPU_STALE)) &&
+		    range->end - range->start == PAGE_SIZE &&
+		    mmu_notifier_range_blockable(range)) {
+			mutex_lock(&ctx->pt_lock);
+			xgpu_pt_drop_stale(ctx, start, end);
+			mutex_unlock(&ctx->pt_lock);
+		}
 		return true;
 	}
 
@@ -354,8 +543,10 @@ static bool xgpu_chunk_invalidate(struct mmu_interval_notifier *mni,
 		return false;
 
 	mmu_interval_set_seq(mni, cur_seq);
-	n = xgpu_pt_drop(ctx, max(range->start, chunk->start),
-			 min(range->end, chunk->start + XGPU_CHUNK_SIZE), NULL);
+	if (xgpu_event_keeps_pte(range))
+		n = xgpu_pt_stale(ctx, start, end);
+	else
+		n = xgpu_pt_drop(ctx, start, end, NULL);
 
 	mutex_unlock(&ctx->pt_lock);
 
@@ -521,8 +712,14 @@ static int xgpu_pt_install(struct xgpu_ctx *ctx, unsigned long addr,
 	int ret;
 
 	if (xa_load(&ctx->pt, idx)) {
-		/* another thread of this context won it meanwhile */
+		/*
+		 * Another thread of this context won it meanwhile, or a stale
+		 * entry that our conversion's notifier could not drop: it is
+		 * charged already.  (Replacing allocates nothing.)
+		 */
 		xa_store(&ctx->pt, idx, page, GFP_NOWAIT | __GFP_ACCOUNT);
+		xa_clear_mark(&ctx->pt, idx, XGPU_STALE);
+		xa_clear_mark(&ctx->pt, idx, XGPU_RESTORING);
 		return 0;
 	}
 	ret = xgpu_charge(ctx, may_exceed);
@@ -735,7 +932,7 @@ static int xgpu_atomic_one(struct xgpu_ctx *ctx, struct xgpu_atomic_op *op)
 
 	if (mutex_lock_killable(&ctx->pt_lock))
 		return -EINTR;
-	page = xa_load(&ctx->pt, addr >> PAGE_SHIFT);
+	page = xgpu_pt_owned(ctx, addr >> PAGE_SHIFT);
 	if (page) {
 		/* Fast path: the atomic entry is still valid. */
 		atomic64_inc(&ctx->stats.fastpath_hits);
@@ -744,7 +941,7 @@ static int xgpu_atomic_one(struct xgpu_ctx *ctx, struct xgpu_atomic_op *op)
 		ret = xgpu_acquire(ctx, addr);
 		if (ret)
 			return ret;
-		page = xa_load(&ctx->pt, addr >> PAGE_SHIFT);
+		page = xgpu_pt_owned(ctx, addr >> PAGE_SHIFT);
 	}
 	xgpu_exec(ctx, page, op);
 	mutex_unlock(&ctx->pt_lock);
@@ -781,7 +978,7 @@ static int xgpu_run_acquire(struct xgpu_ctx *ctx, unsigned long addr,
 			return -EINTR;
 		if (mutex_lock_killable(&ctx->pt_lock))
 			return -EINTR;
-		owned = xa_load(&ctx->pt, addr >> PAGE_SHIFT);
+		owned = xgpu_pt_owned(ctx, addr >> PAGE_SHIFT);
 		mutex_unlock(&ctx->pt_lock);
 		if (owned)
 			continue;
@@ -999,7 +1196,9 @@ static long xgpu_ioctl_atomic(struct xgpu_ctx *ctx, void __user *uarg)
 	if (ret)
 		goto out_free;
 
-	ret = xgpu_run_atomic(ctx, ops, arg.count, &done);
+	ret = xgpu_restore_stale(ctx);
+	if (!ret)
+		ret = xgpu_run_atomic(ctx, ops, arg.count, &done);
 
 	arg.done = done;
 	if (copy_to_user(uops, ops, array_size(done, sizeof(*ops))) ||
@@ -1040,7 +1239,9 @@ static long xgpu_ioctl_acquire(struct xgpu_ctx *ctx, void __user *uarg)
 	if (ret)
 		return ret;
 
-	ret = xgpu_run_acquire(ctx, arg.addr, arg.npages, &done);
+	ret = xgpu_restore_stale(ctx);
+	if (!ret)
+		ret = xgpu_run_acquire(ctx, arg.addr, arg.npages, &done);
 
 	arg.count = done;
 	if (copy_to_user(uarg, &arg, sizeof(arg)))
@@ -1099,6 +1300,8 @@ static long xgpu_ioctl_query(struct xgpu_ctx *ctx, void __user *uarg)
 	if (mutex_lock_killable(&ctx->pt_lock))
 		goto out_free;
 	xa_for_each_range(&ctx->pt, idx, page, first, last) {
+		if (xa_get_mark(&ctx->pt, idx, XGPU_STALE))
+			continue;
 		bitmap[(idx - first) / 64] |= 1ULL << ((idx - first) % 64);
 		arg.count++;
 	}
@@ -1278,8 +1481,9 @@ static int xgpu_release(struct inode *inode, struct file *file)
  * debugfs xgpu/contexts: one line per open context, "key=value" pairs: the
  * opener's tgid, the context's id, its counters including the
  * kernel-internal ones (own MMU_NOTIFY_EXCLUSIVE events ignored, notifier
- * callbacks, chunks visited by sweeps, revocations by mmu_notifier event)
- * and its atomic entries.
+ * callbacks, chunks visited by sweeps, stale entries restored and dropped,
+ * revocations by mmu_notifier event) and its atomic entries (stale ones
+ * included).
  */
 static int xgpu_contexts_show(struct seq_file *m, void *unused)
 {
@@ -1290,12 +1494,13 @@ static int xgpu_contexts_show(struct seq_file *m, void *unused)
 	mutex_lock(&xgpu_ctxs_lock);
 	list_for_each_entry(ctx, &xgpu_ctxs, node) {
 		c = &ctx->stats;
-		seq_printf(m, "tgid=%d ctx=%llu entries=%lu chunks=%lu self_events=%lld invalidations=%lld sweep_visits=%lld",
+		seq_printf(m, "tgid=%d ctx=%llu entries=%lu chunks=%lu self_events=%lld invalidations=%lld sweep_visits=%lld stale_restored=%lld",
 			   ctx->tgid, ctx->id, READ_ONCE(ctx->npages),
 			   READ_ONCE(ctx->nchunks),
 			   atomic64_read(&c->self_events),
 			   atomic64_read(&c->invalidations),
-			   atomic64_read(&c->sweep_visits));
+			   atomic64_read(&c->sweep_visits),
+			   atomic64_read(&c->stale_restored));
 		for (i = 0; i < XGPU_REVOKE_NR; i++)
 			seq_printf(m, " revoked_%s=%lld", xgpu_revoke_names[i],
 				   atomic64_read(&c->revoked[i]));

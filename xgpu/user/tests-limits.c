@@ -363,6 +363,64 @@ static int test_protnone_revocation_keeps_pages_charged(void)
 	return T_PASS;
 }
 
+/*
+ * Two contexts of one mm on the same pages: A's entries are revoked by a
+ * CPU read (on the kernels with the 6.15 semantics a CLEAR, which leaves A
+ * a stale, charged entry), then B acquires the pages.  The pages must be
+ * charged once (to B), and A's next call must not take them from B.
+ */
+static int child_two_contexts_charge(void *arg)
+{
+	const size_t npages = 64;
+	static uint64_t bm[1];
+	int a, b, i;
+	int64_t q;
+	long pin;
+	char *mem;
+
+	(void)arg;
+	mem = map_anon((npages + 1) * PAGE, 0);
+	a = xgpu_open();
+	b = xgpu_open();
+	if (!mem || a < 0 || b < 0)
+		return 10;
+	for (i = 0; i <= (int)npages; i++)
+		mem[i * PAGE] = 1;
+	if (xgpu_acquire(a, mem, npages) != (int64_t)npages)
+		return 11;
+	for (i = 0; i < (int)npages; i++)
+		(void)READ_ONCE(mem[i * PAGE]);
+	if (xgpu_acquire(b, mem, npages) != (int64_t)npages)
+		return 12;
+	pin = status_kb("/proc/self/status", "VmPin:") / (long)(PAGE / 1024);
+	/* A's next call: it must leave B's pages alone */
+	if (xgpu_acquire(a, mem + npages * PAGE, 1) != 1)
+		return 13;
+	q = xgpu_query(b, mem, npages, bm);
+	printf("# %zu pages, A, CPU, B: %ld charged; after A's next call B holds %lld\n",
+	       npages, pin, (long long)q);
+	if (pin != (long)npages)
+		return 1;
+	if (q != (int64_t)npages)
+		return 2;
+	close(a);
+	close(b);
+	return 0;
+}
+
+static int test_two_contexts_charge_a_page_once(void)
+{
+	int ret;
+
+	NEED_ATOMICS();
+	ret = run_child(child_two_contexts_charge, NULL);
+	CHECK(ret < 10, "child setup failed (%d)", ret);
+	CHECK(ret != 1, "a page two contexts acquired in turn is charged twice");
+	CHECK(ret != 2, "a context's next call took pages another context holds");
+	CHECK(ret == 0, "child status %d", ret);
+	return T_PASS;
+}
+
 /* ---- memory cgroup ------------------------------------------------- */
 
 #define CG		"/sys/fs/cgroup"
@@ -864,6 +922,7 @@ const struct xgpu_test tests_limits[] = {
 	TEST(test_dev_node_0660_open_needs_group),
 	TEST(test_unprivileged_memlock_limit_holds_under_acquire_loop),
 	TEST(test_protnone_revocation_keeps_pages_charged),
+	TEST(test_two_contexts_charge_a_page_once),
 	TEST(test_memcg_limit_holds_for_device_owned_pages),
 	TEST(test_device_work_runs_in_caller_context),
 	TEST(test_sigkill_mid_batch_dies_promptly_no_leak),

@@ -33,7 +33,8 @@
  *   ENOMEM     the page would take the caller's device-owned pages beyond
  *              RLIMIT_MEMLOCK (charged to the mm like pinned pages,
  *              /proc/PID/status VmPin; CAP_IPC_LOCK exempts); RELEASE or
- *              close() give pages back
+ *              close() give pages back, and so does the next ACQUIRE or
+ *              ATOMIC for the pages a revocation left charged (below)
  *   EBUSY      the page is a tail page of a transparent huge page and this
  *              kernel's device-exclusive API refuses those (the stock range
  *              API of 5.14-6.14); retrying does not help: madvise
@@ -162,14 +163,20 @@ struct xgpu_atomic {
  *	bit i set on return = page i is device-owned now.  Must be 0 for
  *	ACQUIRE and RELEASE.
  * @count: out, pages acquired (ACQUIRE; on error the pages before the
- *	failing one), released (RELEASE) or device-owned (QUERY)
+ *	failing one), released (RELEASE: entries the device still owned) or
+ *	device-owned (QUERY)
  *
  * ACQUIRE makes every page device-exclusive and installs an atomic entry
  * in the context's device page table (the next ATOMIC on it is a fast-path
  * hit); each entry counts against RLIMIT_MEMLOCK until it is dropped.
  * RELEASE drops the entries and gives the pages back to the CPU (their page
  * table entries are normal again); close() does so for all.  QUERY
- * reports the valid entries.
+ * reports the valid entries.  An entry the kernel revokes (a CPU touch,
+ * mprotect(), fork...) is no longer device-owned, but while its page may
+ * still be device-exclusive it stays charged: until the context's next
+ * ACQUIRE or ATOMIC gives it back, or RELEASE or close().  On kernels where
+ * a CPU touch is reported as a clear (devexcl's 6.1 and 6.12, 6.15+), VmPin
+ * therefore stays up after a CPU touch until that next call.
  */
 struct xgpu_range {
 	__u32 size;
