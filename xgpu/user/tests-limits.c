@@ -101,6 +101,24 @@ static int run_child(int (*fn)(void *), void *arg)
 	return child_status(status);
 }
 
+/*
+ * run_child(@fn) with /dev/xgpu in the group XGPU_TEST_GID for the time of
+ * it, as the packages' udev rule gives it the group xgpu; *@status: the
+ * child's.  -errno when the group cannot be set.
+ */
+static int run_child_in_group(int (*fn)(void *), int *status)
+{
+	gid_t old;
+	int ret;
+
+	ret = dev_set_group(XGPU_TEST_GID, &old);
+	if (ret)
+		return ret;
+	*status = run_child(fn, NULL);
+	dev_set_group(old, NULL);
+	return 0;
+}
+
 static int child_open(void *arg)
 {
 	int fd;
@@ -228,14 +246,11 @@ static int child_memlock(void *arg)
 
 static int test_unprivileged_memlock_limit_holds_under_acquire_loop(void)
 {
-	gid_t old;
-	int ret;
+	int err, ret;
 
 	NEED_ATOMICS();
-	ret = dev_set_group(XGPU_TEST_GID, &old);
-	CHECK(!ret, "chgrp %s: %s", dev_path(), strerror(-ret));
-	ret = run_child(child_memlock, NULL);
-	dev_set_group(old, NULL);
+	err = run_child_in_group(child_memlock, &ret);
+	CHECK(!err, "chgrp %s: %s", dev_path(), strerror(-err));
 	CHECK(ret != 10 && ret != 11, "child setup failed (%d)", ret);
 	CHECK(ret != 1, "device-owned pages exceed RLIMIT_MEMLOCK (%d pages) or no ENOMEM",
 	      LIMIT_PAGES);
@@ -346,14 +361,11 @@ static int child_revoke_protnone(void *arg)
 
 static int test_protnone_revocation_keeps_pages_charged(void)
 {
-	gid_t old;
-	int ret;
+	int err, ret;
 
 	NEED_ATOMICS();
-	ret = dev_set_group(XGPU_TEST_GID, &old);
-	CHECK(!ret, "chgrp %s: %s", dev_path(), strerror(-ret));
-	ret = run_child(child_revoke_protnone, NULL);
-	dev_set_group(old, NULL);
+	err = run_child_in_group(child_revoke_protnone, &ret);
+	CHECK(!err, "chgrp %s: %s", dev_path(), strerror(-err));
 	CHECK(ret < 10, "child setup failed (%d)", ret);
 	CHECK(ret != 1, "pages left exclusive by mprotect() outgrow RLIMIT_MEMLOCK (%d)",
 	      LIMIT_PAGES);
