@@ -151,6 +151,7 @@ struct two {
 	int fd;
 	int stop;
 	uint64_t n;
+	uint64_t eagain;
 	int err;
 };
 
@@ -163,7 +164,9 @@ static void *two_worker(void *p)
 
 		if (!ret) {
 			t->n++;
-		} else if (ret != -EAGAIN) {
+		} else if (ret == -EAGAIN) {
+			t->eagain++;
+		} else {
 			t->err = ret;
 			break;
 		}
@@ -201,6 +204,10 @@ static int test_two_contexts_one_mm_take_pages_from_each_other(void)
 	for (i = 0; i < 2; i++)
 		pthread_join(th[i], NULL);
 	close(fd2);
+	/* each EAGAIN: a second of conversions lost to the other context */
+	printf("# two contexts on one page at once: %llu and %llu adds, %llu and %llu EAGAIN\n",
+	       (unsigned long long)t[0].n, (unsigned long long)t[1].n,
+	       (unsigned long long)t[0].eagain, (unsigned long long)t[1].eagain);
 	CHECK(!t[0].err && !t[1].err, "ATOMIC failed: %d %d", t[0].err, t[1].err);
 	CHECK(*w == 200 + t[0].n + t[1].n, "value %llu, want %llu",
 	      (unsigned long long)*w, (unsigned long long)(200 + t[0].n + t[1].n));
