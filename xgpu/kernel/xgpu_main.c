@@ -323,21 +323,6 @@ static unsigned long xgpu_pt_stale(struct xgpu_ctx *ctx, unsigned long start,
 	return n;
 }
 
-/* Drop the stale entries of [start, end) and uncharge them.  pt_lock held. */
-static void xgpu_pt_drop_stale(struct xgpu_ctx *ctx, unsigned long start,
-			       unsigned long end)
-{
-	unsigned long idx;
-	struct page *page;
-
-	lockdep_assert_held(&ctx->pt_lock);
-	xa_for_each_range(&ctx->pt, idx, page, start >> PAGE_SHIFT,
-			  (end - 1) >> PAGE_SHIFT)
-		if (xa_get_mark(&ctx->pt, idx, XGPU_STALE))
-			xgpu_pt_drop(ctx, idx << PAGE_SHIFT,
-				     (idx + 1) << PAGE_SHIFT, NULL);
-}
-
 /* The page of a valid (not stale) atomic entry at @idx, or NULL.  pt_lock held. */
 static struct page *xgpu_pt_owned(struct xgpu_ctx *ctx, unsigned long idx)
 {
@@ -530,7 +515,8 @@ static bool xgpu_chunk_invalidate(struct mmu_interval_notifier *mni,
 		    range->end - range->start == PAGE_SIZE &&
 		    mmu_notifier_range_blockable(range)) {
 			mutex_lock(&ctx->pt_lock);
-			xgpu_pt_drop_stale(ctx, start, end);
+			if (xa_get_mark(&ctx->pt, start >> PAGE_SHIFT, XGPU_STALE))
+				xgpu_pt_drop(ctx, start, end, NULL);
 			mutex_unlock(&ctx->pt_lock);
 		}
 		return true;
