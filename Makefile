@@ -49,77 +49,77 @@ bases:
 	@for f in bases/*; do printf '  %-12s %s\n' "$${f#bases/}" "$$(sed -n '1s/^# *//p' $$f)"; done
 
 deps:
-	sh ci/install-deps
+	sh ci/host/install-deps
 
 fetch:
-	sh ci/fetch-base $(or $(BASE),$(DEFAULT_BASE))
+	sh ci/1-fetch/fetch-base $(or $(BASE),$(DEFAULT_BASE))
 
 kernel: deps
-	sh ci/apply $(or $(BASE),$(DEFAULT_BASE)) patched
-	sh ci/configure $(or $(BASE),$(DEFAULT_BASE)) patched
-	sh ci/build-kernel $(or $(BASE),$(DEFAULT_BASE)) patched
+	sh ci/2-apply/apply $(or $(BASE),$(DEFAULT_BASE)) patched
+	sh ci/3-configure/configure $(or $(BASE),$(DEFAULT_BASE)) patched
+	sh ci/4-build/build-kernel $(or $(BASE),$(DEFAULT_BASE)) patched
 
 deb: kernel
-	sh ci/build-deb $(or $(BASE),$(DEFAULT_BASE))
+	sh ci/6-package/build-deb $(or $(BASE),$(DEFAULT_BASE))
 
 # rpmbuild builds the kernel itself from the base tarball + series (not from make kernel)
 rpm: deps
-	sh ci/build-rpm $(or $(BASE),$(DEFAULT_BASE))
+	sh ci/6-package/build-rpm $(or $(BASE),$(DEFAULT_BASE))
 
 install-test-rpm: deps
-	sh ci/install-test-rpm $(or $(BASE),$(DEFAULT_BASE))
+	sh ci/6-package/install-test-rpm $(or $(BASE),$(DEFAULT_BASE))
 
 # NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS against a kernel
-# (ci/nvidia-check): BASE=<source base> FLAVOUR=<Debian flavour> makes our packages first
+# (ci/6-package/nvidia-check): BASE=<source base> FLAVOUR=<Debian flavour> makes our packages first
 # (make deb); BASE=<debianN-kernel>: Debian's own kernel, the control
 nvidia-check: deps
 	@[ -n "$(BASE)" ] || { echo "error: nvidia-check: name the kernel: BASE=debian12 FLAVOUR=cloud-amd64, or BASE=debian12-kernel (Debian's own)" >&2; exit 2; }
 	@if grep -q '^BASE_KIND=debian-kernel' bases/$(BASE) 2>/dev/null; then :; \
 	elif [ "$(FLAVOUR)" = test ]; then echo "error: nvidia-check: BASE=$(BASE) needs FLAVOUR=<Debian flavour> (NVIDIA's conftests need a full config; the test config is too small)" >&2; exit 2; \
 	else $(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR); fi
-	sh ci/nvidia-check $(BASE)
+	sh ci/6-package/nvidia-check $(BASE)
 
 xgpu-deb: deps
-	sh ci/build-xgpu-deb
+	sh ci/6-package/build-xgpu-deb
 
 check:
 	@rm -f out/.check-rc; mkdir -p out
 	sh ci/check $(BASE); echo $$? >out/.check-rc; exit $$(cat out/.check-rc)
 
-# make report: ci/report on out/ again; make report FROM="DIR..." merges the out/ directories
-# of several runs (shards of the matrix, LAVA jobs) into out/ first (ci/merge-report)
+# make report: ci/7-report/report on out/ again; make report FROM="DIR..." merges the out/ directories
+# of several runs (shards of the matrix, LAVA jobs) into out/ first (ci/7-report/merge-report)
 report:
-	@if [ -n "$(FROM)" ]; then sh ci/merge-report $(FROM); else sh ci/report; fi
+	@if [ -n "$(FROM)" ]; then sh ci/7-report/merge-report $(FROM); else sh ci/7-report/report; fi
 
-# matrix.html in headless Chromium: tables, links, screenshot (ci/page-check, after a report)
+# matrix.html in headless Chromium: tables, links, screenshot (ci/7-report/page-check, after a report)
 page-check:
-	sh ci/page-check
+	sh ci/7-report/page-check
 
-# LAVA job definitions of the boots in out/runs (ci/lava-jobs; doc/pipeline.md, LAVA)
+# LAVA job definitions of the boots in out/runs (ci/5-boot/lava-jobs; doc/pipeline.md, LAVA)
 lava-jobs:
-	sh ci/lava-jobs
+	sh ci/5-boot/lava-jobs
 
 matrix:
 	@rm -f out/.check-rc; mkdir -p out
 	sh ci/check --full $(BASE); echo $$? >out/.check-rc; exit $$(cat out/.check-rc)
 
 results:
-	sh ci/publish-results
+	sh ci/7-report/publish-results
 
 bisect-check: deps
-	sh ci/bisect-check $(or $(BASE),$(DEFAULT_BASE))
+	sh ci/2-apply/bisect-check $(or $(BASE),$(DEFAULT_BASE))
 
 checkpatch:
-	for s in series/*.series; do s=$${s#series/}; sh ci/checkpatch $${s%.series} || exit 1; done
+	for s in series/*.series; do s=$${s#series/}; sh ci/0-lint/checkpatch $${s%.series} || exit 1; done
 
 shellcheck:
-	sh ci/shellcheck
+	sh ci/0-lint/shellcheck
 
 generate:
-	sh ci/generate
+	sh ci/0-lint/generate
 
 selftest:
-	sh ci/selftest
+	sh ci/0-lint/selftest
 
 clean:
 	rm -rf out

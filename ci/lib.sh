@@ -7,7 +7,11 @@
 #   DEVEXCL_WORK   extracted trees and kernel builds   (default /var/tmp/devexcl)
 #   DEVEXCL_OUT    results: logs, KTAP, JUnit, reports  (default <repo>/out)
 
+# the repository: the nearest directory above the script that holds ci/lib.sh (the scripts
+# live in ci/ and in its stage folders, ci/1-fetch/ ... ci/7-report/, ci/host/)
 TOP=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
+[ -f "$TOP/ci/lib.sh" ] || TOP=$(CDPATH='' cd -- "$TOP/.." && pwd)
+[ -f "$TOP/ci/lib.sh" ] || { echo "ci/lib.sh: cannot find the repository above $0" >&2; exit 2; }
 DEVEXCL_CACHE=${DEVEXCL_CACHE:-/var/cache/devexcl}
 DEVEXCL_WORK=${DEVEXCL_WORK:-/var/tmp/devexcl}
 DEVEXCL_OUT=${DEVEXCL_OUT:-$TOP/out}
@@ -55,7 +59,6 @@ load_base() {
 		exit 1
 	fi
 	BASE_NAME=$1
-	BASE_CI=apply
 	BASE_KIND=
 	BASE_VERSION=
 	BASE_KERNELVERSION=
@@ -65,10 +68,8 @@ load_base() {
 	APT_SHA256=
 	SERIES=
 	CONFIGS=
-	COMPILE_USERS=no
 	APIS_STOCK=
 	APIS_PATCHED=
-	XFAIL_STOCK=
 	KREL=
 	DEB_VERSION=
 	PKGS=
@@ -76,9 +77,12 @@ load_base() {
 	DEB_ABI=
 	DEB_FLAVOURS=
 	DEB_SUITE=
-	KHUGEPAGED_FIX=no
+	if k=$(grep -m1 -oE '^(BASE_CI|COMPILE_USERS|INSTALL_TEST|NVIDIA_CHECK|BENCH_REFERENCE|KHUGEPAGED_FIX|XFAIL_STOCK)=' "$f"); then
+		die "base $1" "bases/$1 sets ${k%=}: bases/ says what a base is; its CI policy is its row in ci/matrix, its expected stock failures are in ci/expected/xfail-stock"
+	fi
 	# shellcheck disable=SC1090
 	. "$f"
+	load_policy "$1"
 	# a Debian flavour is built (and its packages installed) in the release whose compiler
 	# built Debian's config, where that differs from the base's own (DEB_SUITE)
 	if [ "$FLAVOUR" != test ] && [ -n "$DEB_SUITE" ]; then
@@ -106,6 +110,60 @@ need_source_base() {
 need_series_base() {
 	[ -n "$SERIES" ] ||
 		die "$1 $BASE_NAME" "bases/$BASE_NAME names no SERIES: it is tested as its stock kernel only, there is no patched (devexcl) kernel to build or package for it (bases with a series: $(grep -l '^SERIES=[^[:space:]]' "$TOP"/bases/* | xargs -n1 basename | tr '\n' ' ' | sed 's/ $//'))"
+}
+
+# policy BASE COLUMN: one value of BASE's row in ci/matrix (COLUMN: a name of its header
+# row: BASE_CI, COMPILE_USERS, ...). Dies naming the cause when the file, the row or the
+# column is missing or a value is not one its column allows.
+policy() {
+	_m=$TOP/ci/matrix
+	[ -f "$_m" ] || die "ci/matrix" "missing: the CI policy of every base (one row per file of bases/)"
+	_v=$(awk -v b="$1" -v c="$2" '
+		/^# base[ \t]/ { for (i = 3; i <= NF; i++) col[$i] = i - 1; ncol = NF - 1; next }
+		/^#/ || !NF { next }
+		$1 == b {
+			if (!(c in col)) { print "ERR column " c " is not in the header row of ci/matrix"; exit }
+			if (NF != ncol) { print "ERR the row of " b " has " NF - 1 " values, the header names " ncol - 1; exit }
+			print $(col[c]); found = 1; exit
+		}
+		END { if (!found && !ncol) print "ERR no header row (\"# base BASE_CI ...\")" }' "$_m")
+	case $_v in
+	ERR\ *) die "ci/matrix" "${_v#ERR }" ;;
+	'') die "ci/matrix" "no row for base $1: add one (every file of bases/ needs its CI policy there)" ;;
+	esac
+	case $2:$_v in
+	BASE_CI:build | BASE_CI:apply | BASE_CI:apply-only) ;;
+	BASE_CI:*) die "ci/matrix" "base $1: BASE_CI '$_v' is not build, apply or apply-only" ;;
+	NVIDIA_CHECK:*) ;;
+	*:yes | *:no) ;;
+	*) die "ci/matrix" "base $1: $2 '$_v' is not yes or no" ;;
+	esac
+	printf '%s\n' "$_v"
+}
+
+# load_policy BASE: BASE's row of ci/matrix into BASE_CI, COMPILE_USERS, INSTALL_TEST,
+# NVIDIA_CHECK, BENCH_REFERENCE, KHUGEPAGED_FIX
+load_policy() {
+	BASE_CI=$(policy "$1" BASE_CI) || exit 1
+	COMPILE_USERS=$(policy "$1" COMPILE_USERS) || exit 1
+	INSTALL_TEST=$(policy "$1" INSTALL_TEST) || exit 1
+	NVIDIA_CHECK=$(policy "$1" NVIDIA_CHECK) || exit 1
+	BENCH_REFERENCE=$(policy "$1" BENCH_REFERENCE) || exit 1
+	KHUGEPAGED_FIX=$(policy "$1" KHUGEPAGED_FIX) || exit 1
+}
+
+# policy_bases COLUMN VALUE: the bases whose ci/matrix row has VALUE in COLUMN, one per line
+policy_bases() {
+	awk -v c="$1" -v v="$2" '
+		/^# base[ \t]/ { for (i = 3; i <= NF; i++) col[$i] = i - 1; next }
+		/^#/ || !NF { next }
+		(c in col) && $(col[c]) == v { print $1 }' "$TOP/ci/matrix"
+}
+
+# xfail_stock BASE: the "thp-MODE:suite/test" entries that must fail on BASE's stock kernel
+# (ci/expected/xfail-stock), one per line
+xfail_stock() {
+	awk -v b="$1" '!/^#/ && $1 == b { print $2 }' "$TOP/ci/expected/xfail-stock"
 }
 
 list_bases() {
@@ -199,7 +257,7 @@ check_flavour() {
 }
 
 # kmake ARG...: make for the kernel tree of the loaded base. A base with BUILD_SUITE is
-# built inside that Debian release (ci/in-rootfs) with its compiler, whatever the flavour:
+# built inside that Debian release (ci/host/in-rootfs) with its compiler, whatever the flavour:
 # its packages' host programs (linux-headers: fixdep, modpost) must run there, and every
 # make on one build directory must see the same compiler (Kconfig records it). A Debian
 # flavour names the compiler as Debian's config does (CONFIG_CC_VERSION_TEXT "gcc-10 ..."),
@@ -214,7 +272,7 @@ kmake() {
 	if [ -n "$BUILD_SUITE" ]; then
 		# (arm64: SUITE's own cross compiler, installed in its root)
 		IN_ROOTFS_PACKAGES="${IN_ROOTFS_PACKAGES:-}${CROSS_PKG:+ $CROSS_PKG}" \
-			sh "$TOP/ci/in-rootfs" "$BUILD_SUITE" make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
+			sh "$TOP/ci/host/in-rootfs" "$BUILD_SUITE" make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
 	else
 		make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
 	fi
@@ -235,9 +293,9 @@ require_state() {
 	st=$(tree_state "$1")
 	case $2:$st in
 	stock:stock) ;;
-	patched:stock | patched:) die "$1-$2" "the tree is not patched; run ci/apply $1 patched" ;;
+	patched:stock | patched:) die "$1-$2" "the tree is not patched; run ci/2-apply/apply $1 patched" ;;
 	patched:*) ;;
-	*) die "$1-$2" "the tree is not the stock tree (state '${st:-none}'); run ci/apply $1 stock" ;;
+	*) die "$1-$2" "the tree is not the stock tree (state '${st:-none}'); run ci/2-apply/apply $1 stock" ;;
 	esac
 }
 
@@ -347,7 +405,7 @@ abs_url() {
 	esac
 }
 
-# record {pass|fail|skip} NAME [NOTE]: one pipeline check result for ci/report
+# record {pass|fail|skip} NAME [NOTE]: one pipeline check result for ci/7-report/report
 record() {
 	mkdir -p "$DEVEXCL_OUT"
 	printf '%s %s %s\n' "$1" "$2" "${3:-}" >>"$DEVEXCL_OUT/checks.txt"
@@ -457,10 +515,10 @@ qemu_guest() {
 }
 
 # guest_reports RUN WHAT: 0 when RUN/console.log has no kernel report (BUG, WARNING,
-# lockdep, KASAN...: ci/scan-log); otherwise 1, after an error naming WHAT and the log,
+# lockdep, KASAN...: ci/5-boot/scan-log); otherwise 1, after an error naming WHAT and the log,
 # with the first 20 report lines, on stderr. The reports are kept in RUN/splats.txt.
 guest_reports() {
-	sh "$TOP/ci/scan-log" "$1/console.log" >"$1/splats.txt" || true
+	sh "$TOP/ci/5-boot/scan-log" "$1/console.log" >"$1/splats.txt" || true
 	[ -s "$1/splats.txt" ] || return 0
 	printf 'error: %s: kernel reports in the guest log (log: %s):\n' "$2" "$1/console.log" >&2
 	head -n 20 "$1/splats.txt" | sed 's/^/    /' >&2

@@ -8,7 +8,7 @@
  * A test that can hang the kernel runs its work in a child process and waits
  * for it with a deadline: past the deadline the child is SIGKILLed and the
  * test fails ("hung").  The guest kernel's hung-task detector reports the
- * blocked tasks in the console log as well (ci/scan-log fails the run).
+ * blocked tasks in the console log as well (ci/5-boot/scan-log fails the run).
  *
  * Build (tests/probe holds devexcl_probe_uapi.h):
  *   gcc -static -Wall -I<tree>/tools/testing/selftests -I<repo>/tests/probe \

@@ -12,17 +12,17 @@
  * test checks with /proc/kpageflags that a THP backs its 2 MiB block right
  * before the call, and says what backs it right after:
  *  - no THP before the call: SKIP, with what was found (the bug could not
- *    be shown, and ci/report treats upstream's stock passes of that boot
+ *    be shown, and ci/7-report/report treats upstream's stock passes of that boot
  *    the same way);
  *  - THP before the call: EXCLUSIVE must succeed on all 512 pages and the
  *    mirror must read the data (the patched kernels).  On a stock kernel
- *    this FAILs: bases/ lists it in XFAIL_STOCK, so the report counts it
+ *    this FAILs: ci/expected/xfail-stock lists it, so the report counts it
  *    as the expected failure, and a pass there fails the run.
  * Anything that keeps the test from reaching the call (no test_hmm, a
  * failed mmap...) is a SKIP with its reason, so that a FAIL always means
  * the call itself failed on a THP.
  *
- * Build: ci/build-guest-tests (suite "control"), against the variant's own
+ * Build: ci/4-build/build-guest-tests (suite "control"), against the variant's own
  * lib/test_hmm_uapi.h; devexcl_util.h gives thp_usable() and PM_PRESENT.
  */
 #define _GNU_SOURCE

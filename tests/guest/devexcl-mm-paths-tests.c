@@ -16,7 +16,7 @@
  * Each test runs its work in a child process (the probe context belongs to
  * the mm that opens it) with a deadline; a path that loops for ever on the
  * old semantics (memory offline) is stopped by an alarm or the deadline.
- * The guest provides (ci/boot): two NUMA nodes (numa=fake=2), 512 MiB of
+ * The guest provides (ci/5-boot/boot): two NUMA nodes (numa=fake=2), 512 MiB of
  * ZONE_MOVABLE (movablecore=), a scratch disk for swap named by
  * devexcl.swapdev=, debugfs (split_huge_pages, hwpoison/corrupt-pfn).
  *
@@ -349,7 +349,7 @@ TEST_F(paths, numa_migration_by_address_skips_exclusive_pages)
 {
 	NEED_DEVICE();
 	if (access("/sys/devices/system/node/node1", F_OK))
-		SKIP(return, "one NUMA node (ci/boot gives the guest numa=fake=2)");
+		SKIP(return, "one NUMA node (ci/5-boot/boot gives the guest numa=fake=2)");
 	RUN_CHILD(migrate_child, (void *)variant->name, 60, "move_pages()");
 }
 
@@ -431,7 +431,7 @@ TEST_F(paths, numa_migration_moves_thp_with_exclusive_subpage)
 
 	NEED_DEVICE();
 	if (access("/sys/devices/system/node/node1", F_OK))
-		SKIP(return, "one NUMA node (ci/boot gives the guest numa=fake=2)");
+		SKIP(return, "one NUMA node (ci/5-boot/boot gives the guest numa=fake=2)");
 	if (!thp_usable(mode, sizeof(mode)))
 		SKIP(return, "THP not usable (%s)", mode);
 	RUN_CHILD(thp_migrate_child, (void *)variant->name, 60,
@@ -707,7 +707,7 @@ TEST_F(paths, reclaim_in_small_memcg_swaps_exclusive_pages_out)
 
 	NEED_DEVICE();
 	if (!cmdline_value("devexcl.swapdev", sw, sizeof(sw)))
-		SKIP(return, "no scratch disk for swap (ci/boot passes devexcl.swapdev=)");
+		SKIP(return, "no scratch disk for swap (ci/5-boot/boot passes devexcl.swapdev=)");
 	snprintf(dev, sizeof(dev), "/dev/%s", sw);
 	if (access(dev, F_OK))
 		SKIP(return, "%s (devexcl.swapdev=) does not exist", dev);
@@ -968,7 +968,7 @@ static int offline_child(void *p)
 
 	ret = control_offline(-1);
 	if (ret == -ENOENT) {
-		printf("# SKIP no Movable memory block free of boot reservations (ci/boot passes movablecore=)\n");
+		printf("# SKIP no Movable memory block free of boot reservations (ci/5-boot/boot passes movablecore=)\n");
 		return CHILD_SKIP;
 	}
 	if (ret) {
@@ -1005,7 +1005,7 @@ static int offline_child(void *p)
 	CLOG("%d pages in memory%ld after %d MiB on node %d", n, block,
 	     c * (int)(OFFLINE_CHUNK >> 20), node);
 	if (!n) {
-		printf("# SKIP no page landed in an offlinable ZONE_MOVABLE block (ci/boot passes movablecore=)\n");
+		printf("# SKIP no page landed in an offlinable ZONE_MOVABLE block (ci/5-boot/boot passes movablecore=)\n");
 		return CHILD_SKIP;
 	}
 	for (i = 0; i < n; i++)

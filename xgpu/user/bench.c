@@ -136,7 +136,7 @@ int cmd_bench(void)
 	       acq[0] ? fast / acq[0] : 0);
 	printf("%-40s %14.2f\n", "INFO ioctl (us)", info_us);
 	printf("%-40s %14.2f\n", "ATOMIC 1 op, fast path (us)", op_us);
-	/* one line, parsed by ci/report: keep the keys stable */
+	/* one line, parsed by ci/7-report/report: keep the keys stable */
 	printf("bench: api=%s acquire_4k_pps=%.0f acquire_thp_pps=%.0f",
 	       xgpu_api_name(dev_info.api), acq[0], acq[1]);
 	printf(" fastpath_ops=%.0f pingpong_us=%.2f info_us=%.2f",
