@@ -10,6 +10,9 @@
  *   runner -l          list "fixture[.variant].test" names, one per line
  *   runner NAME        run NAME; exit 0 pass, 4 skip (reason on stdout), 1 fail
  *
+ * The exit codes are kselftest's (KSFT_PASS 0, KSFT_FAIL 1, KSFT_SKIP 4): a usage error
+ * and an unknown test name exit 1, not 2, which kselftest reads as KSFT_XFAIL.
+ *
  * DEVEXCL_TEST_TIMEOUT (seconds) overrides the harness's per-test timeout.
  * Build with -DDEVEXCL_HARNESS_EXIT_CODE for harnesses that report through
  * __test_metadata.exit_code (6.x and later) instead of .passed/.skip (5.10).
@@ -47,7 +50,7 @@ int main(int argc, char **argv)
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: %s -l | %s TEST\n", argv[0], argv[0]);
-		return 2;
+		return 1;
 	}
 	results = mmap(NULL, sizeof(*results), PROT_READ | PROT_WRITE,
 		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -94,5 +97,5 @@ int main(int argc, char **argv)
 	if (list)
 		return 0;
 	fprintf(stderr, "%s: no test named %s\n", argv[0], argv[1]);
-	return 2;
+	return 1;
 }
