@@ -83,6 +83,17 @@ load_base() {
 	# shellcheck disable=SC1090
 	. "$f"
 	load_policy "$1"
+	# NVIDIA_CHECK: yes on Debian's own kernels, or one of the base's Debian flavours
+	case $BASE_KIND:$NVIDIA_CHECK in
+	*:no | debian-kernel:yes) ;;
+	debian-kernel:*) die "ci/matrix" "base $1 is Debian's kernel: NVIDIA_CHECK '$NVIDIA_CHECK' is not yes or no" ;;
+	*:yes) die "ci/matrix" "base $1 is a source base: NVIDIA_CHECK must name one of its Debian flavours (DEB_FLAVOURS) or be no, not yes" ;;
+	*)
+		case " $(for _x in $DEB_FLAVOURS; do printf '%s ' "${_x%%:*}"; done)" in
+		*" $NVIDIA_CHECK "*) ;;
+		*) die "ci/matrix" "base $1: NVIDIA_CHECK '$NVIDIA_CHECK' is neither no nor one of its Debian flavours (DEB_FLAVOURS of bases/$1:$(for _x in $DEB_FLAVOURS; do printf ' %s' "${_x%%:*}"; done)${DEB_FLAVOURS:- none})" ;;
+		esac ;;
+	esac
 	# a Debian flavour is built (and its packages installed) in the release whose compiler
 	# built Debian's config, where that differs from the base's own (DEB_SUITE)
 	if [ "$FLAVOUR" != test ] && [ -n "$DEB_SUITE" ]; then
@@ -119,7 +130,7 @@ policy() {
 	_m=$TOP/ci/matrix
 	[ -f "$_m" ] || die "ci/matrix" "missing: the CI policy of every base (one row per file of bases/)"
 	_v=$(awk -v b="$1" -v c="$2" '
-		/^# base[ \t]/ { for (i = 3; i <= NF; i++) col[$i] = i - 1; ncol = NF - 1; next }
+		/^# base[ \t]+BASE_CI[ \t]/ { for (i = 3; i <= NF; i++) col[$i] = i - 1; ncol = NF - 1; next }
 		/^#/ || !NF { next }
 		$1 == b {
 			if (!(c in col)) { print "ERR column " c " is not in the header row of ci/matrix"; exit }
@@ -154,8 +165,9 @@ load_policy() {
 
 # policy_bases COLUMN VALUE: the bases whose ci/matrix row has VALUE in COLUMN, one per line
 policy_bases() {
+	[ -f "$TOP/ci/matrix" ] || die "ci/matrix" "missing: the CI policy of every base (one row per file of bases/)"
 	awk -v c="$1" -v v="$2" '
-		/^# base[ \t]/ { for (i = 3; i <= NF; i++) col[$i] = i - 1; next }
+		/^# base[ \t]+BASE_CI[ \t]/ { for (i = 3; i <= NF; i++) col[$i] = i - 1; next }
 		/^#/ || !NF { next }
 		(c in col) && $(col[c]) == v { print $1 }' "$TOP/ci/matrix"
 }
@@ -163,6 +175,7 @@ policy_bases() {
 # xfail_stock BASE: the "thp-MODE:suite/test" entries that must fail on BASE's stock kernel
 # (ci/expected/xfail-stock), one per line
 xfail_stock() {
+	[ -f "$TOP/ci/expected/xfail-stock" ] || die "ci/expected/xfail-stock" "missing: the tests that must fail on the stock kernels"
 	awk -v b="$1" '!/^#/ && $1 == b { print $2 }' "$TOP/ci/expected/xfail-stock"
 }
 
