@@ -409,6 +409,20 @@ apt_need() {
 		die "$1" "apt-get install $2 failed" "$_log"
 }
 
+# hold_lock FILE WHAT: hold an exclusive lock on FILE (flock, on file descriptor 9) until
+# this process and the children that inherit it end, waiting while another step holds it.
+# ci/check runs lanes at once: steps that share the private apt indexes (ci/host/apt-setup)
+# or a Debian root file system (ci/host/rootfs, ci/host/in-rootfs) take turns this way.
+hold_lock() {
+	command -v flock >/dev/null 2>&1 || die "lock $2" "flock is missing: install the Debian package util-linux"
+	mkdir -p "$(dirname "$1")"
+	exec 9>>"$1"
+	if ! flock -n 9; then
+		printf '    waiting for %s: another step of this run holds it (%s)\n' "$2" "$(elapsed)" >&2
+		flock 9 || die "lock $2" "flock $1 failed"
+	fi
+}
+
 # abs_url WHAT NAME VALUE: VALUE without a trailing /; an error naming the setting NAME
 # when it is not an absolute http(s) or file:/// URL (call as x=$(abs_url ...) || exit 1)
 abs_url() {
