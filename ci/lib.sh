@@ -275,6 +275,9 @@ check_flavour() {
 # make on one build directory must see the same compiler (Kconfig records it). A Debian
 # flavour names the compiler as Debian's config does (CONFIG_CC_VERSION_TEXT "gcc-10 ..."),
 # so that the config records the same compiler.
+# It runs at nice 10 (DEVEXCL_BUILD_NICE): a kernel build is throughput work, and what
+# ci/check's other lanes run next to it (QEMU guests whose tests time themselves, lint,
+# packaging) should not wait behind it.
 kmake() {
 	cc=
 	if [ "$FLAVOUR" != test ]; then
@@ -285,9 +288,9 @@ kmake() {
 	if [ -n "$BUILD_SUITE" ]; then
 		# (arm64: SUITE's own cross compiler, installed in its root)
 		IN_ROOTFS_PACKAGES="${IN_ROOTFS_PACKAGES:-}${CROSS_PKG:+ $CROSS_PKG}" \
-			sh "$TOP/ci/host/in-rootfs" "$BUILD_SUITE" make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
+			nice -n "${DEVEXCL_BUILD_NICE:-10}" sh "$TOP/ci/host/in-rootfs" "$BUILD_SUITE" make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
 	else
-		make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
+		nice -n "${DEVEXCL_BUILD_NICE:-10}" make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
 	fi
 }
 
