@@ -502,14 +502,43 @@ guest_cmdline() {
 	fi
 }
 
+# guest_slot: wait for a free guest slot and hold it on file descriptor 8 (QEMU inherits it;
+# guest_slot_free closes it). ci/check's lanes boot at once (the main lane's boot lanes, a
+# Debian kernel, LAVA, an install test): more TCG guests than CPUs would slow each one, and
+# their tests time themselves (xgpu's bounds, per-test timeouts, hung-task reports).
+# DEVEXCL_GUEST_SLOTS slots, by default as many as DEVEXCL_BOOT_LANES (2 with 2+ CPUs).
+guest_slot() {
+	_n=${DEVEXCL_GUEST_SLOTS:-${DEVEXCL_BOOT_LANES:-$([ "$JOBS" -ge 2 ] && echo 2 || echo 1)}}
+	case $_n in '' | *[!0-9]* | 0) die "guest slots" "DEVEXCL_GUEST_SLOTS must be a number of 1 or more, not '$_n'" ;; esac
+	command -v flock >/dev/null 2>&1 || die "guest slots" "flock is missing: install the Debian package util-linux"
+	mkdir -p "$DEVEXCL_WORK/locks"
+	_said=
+	while :; do
+		_i=1
+		while [ "$_i" -le "$_n" ]; do
+			exec 8>>"$DEVEXCL_WORK/locks/guest-slot-$_i"
+			flock -n 8 && return 0
+			exec 8>&-
+			_i=$((_i + 1))
+		done
+		[ -n "$_said" ] || printf '    waiting for a guest slot: %s guests run (%s)\n' "$_n" "$(elapsed)" >&2
+		_said=1
+		sleep 2
+	done
+}
+
+guest_slot_free() {
+	exec 8>&-
+}
+
 # qemu_guest RUN LIMIT QEMU-ARGS...: boot a test guest of DEVEXCL_ARCH under QEMU, TCG
 # unless DEVEXCL_ACCEL says otherwise (/dev/kvm exists here but KVM guests hang), 2 CPUs,
 # 2 GiB, no display, for at most LIMIT seconds. x86_64: qemu-system-x86_64, console ttyS0,
 # KTAP on ttyS1. arm64: qemu-system-aarch64 -M virt -cpu max, console ttyAMA0 (its one
 # UART), KTAP on a virtio console (hvc0), two NUMA nodes of 1 GiB with a CPU each. The
 # console goes to RUN/console.log, the KTAP to RUN/ktap.txt, both with CRLF turned into
-# LF; QEMU's own output to RUN/qemu.log; boot_seconds is added to RUN/meta. Returns QEMU's
-# exit status (124 or 137: LIMIT passed).
+# LF; QEMU's own output to RUN/qemu.log; boot_seconds is added to RUN/meta (from when it got
+# its guest slot). Returns QEMU's exit status (124 or 137: LIMIT passed).
 qemu_guest() {
 	_run=$1
 	_limit=$2
@@ -529,6 +558,7 @@ qemu_guest() {
 		set -- qemu-system-x86_64 -vga none \
 			-serial "file:$_run/console.log" -serial "file:$_run/ktap.txt" "$@"
 	fi
+	guest_slot
 	_t0=$(date +%s)
 	set +e
 	_q=$1
@@ -537,6 +567,7 @@ qemu_guest() {
 		-display none -monitor none -no-reboot "$@" >"$_run/qemu.log" 2>&1
 	_rc=$?
 	set -e
+	guest_slot_free
 	echo "boot_seconds=$(($(date +%s) - _t0))" >>"$_run/meta"
 	for _f in "$_run/console.log" "$_run/ktap.txt"; do
 		tr -d '\r' <"$_f" >"$_f.tmp" && mv "$_f.tmp" "$_f"
