@@ -126,11 +126,15 @@ need_series_base() {
 # policy BASE COLUMN: one value of BASE's row in ci/matrix (COLUMN: a name of its header
 # row: BASE_CI, COMPILE_USERS, ...). Dies naming the cause when the file, the row or the
 # column is missing or a value is not one its column allows.
+# the awk rule that reads ci/matrix's header row into col[COLUMN] (its field number) and
+# ncol (the number of fields of a row), for policy and policy_bases
+# shellcheck disable=SC2016 # (an awk program, not a shell expansion)
+matrix_header='/^# base[ \t]+BASE_CI[ \t]/ { for (i = 3; i <= NF; i++) col[$i] = i - 1; ncol = NF - 1; next }'
+
 policy() {
 	_m=$TOP/ci/matrix
 	[ -f "$_m" ] || die "ci/matrix" "missing: the CI policy of every base (one row per file of bases/)"
-	_v=$(awk -v b="$1" -v c="$2" '
-		/^# base[ \t]+BASE_CI[ \t]/ { for (i = 3; i <= NF; i++) col[$i] = i - 1; ncol = NF - 1; next }
+	_v=$(awk -v b="$1" -v c="$2" "$matrix_header"'
 		/^#/ || !NF { next }
 		$1 == b {
 			if (!(c in col)) { print "ERR column " c " is not in the header row of ci/matrix"; exit }
@@ -166,10 +170,12 @@ load_policy() {
 # policy_bases COLUMN VALUE: the bases whose ci/matrix row has VALUE in COLUMN, one per line
 policy_bases() {
 	[ -f "$TOP/ci/matrix" ] || die "ci/matrix" "missing: the CI policy of every base (one row per file of bases/)"
-	awk -v c="$1" -v v="$2" '
-		/^# base[ \t]+BASE_CI[ \t]/ { for (i = 3; i <= NF; i++) col[$i] = i - 1; next }
+	_v=$(awk -v c="$1" -v v="$2" "$matrix_header"'
 		/^#/ || !NF { next }
-		(c in col) && $(col[c]) == v { print $1 }' "$TOP/ci/matrix"
+		!(c in col) { print "ERR column " c " is not in the header row of ci/matrix"; exit }
+		$(col[c]) == v { print $1 }' "$TOP/ci/matrix")
+	case $_v in ERR\ *) die "ci/matrix" "${_v#ERR }" ;; esac
+	[ -z "$_v" ] || printf '%s\n' "$_v"
 }
 
 # xfail_stock BASE: the "thp-MODE:suite/test" entries that must fail on BASE's stock kernel
