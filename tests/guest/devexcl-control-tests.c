@@ -17,7 +17,13 @@
  *  - THP before the call: EXCLUSIVE must succeed on all 512 pages and the
  *    mirror must read the data (the patched kernels).  On a stock kernel
  *    this FAILs: ci/expected/xfail-stock lists it, so the report counts it
- *    as the expected failure, and a pass there fails the run.
+ *    as the expected failure, and a pass there fails the run;
+ *  - the THP split or migrated between the check and the end of the call
+ *    (/proc/vmstat counted it), or the block is no longer one THP once the
+ *    CPU has taken its pages back: SKIP after the data checks.  A stock
+ *    kernel succeeds on the small pages a split leaves: with the THP split
+ *    through debugfs right after the check, stock 6.12.107 made all 512
+ *    pages exclusive, as in the CI runs above.
  * Anything that keeps the test from reaching the call (no test_hmm, a
  * failed mmap...) is a SKIP with its reason, so that a FAIL always means
  * the call itself failed on a THP.
@@ -87,6 +93,36 @@ out:
 	return b;
 }
 
+/*
+ * The /proc/vmstat counters of what can take a THP away from under the
+ * buffer: a folio split, or a migration (which may also split).  On every
+ * kernel here the exclusive call itself splits no folio (the stock range
+ * API refuses tail pages; the 6.15 design converts one PTE at a time).
+ */
+static const char * const moves[] = {
+	"thp_split_page", "thp_migration_success", "thp_migration_split",
+};
+#define NMOVES	(sizeof(moves) / sizeof(moves[0]))
+
+/* Read the counters of moves[] into v (a missing counter reads as 0). */
+static int vmstat_moves(unsigned long long *v)
+{
+	FILE *f = fopen("/proc/vmstat", "re");
+	char name[64];
+	unsigned long long n;
+	unsigned int i;
+
+	if (!f)
+		return -1;
+	memset(v, 0, NMOVES * sizeof(*v));
+	while (fscanf(f, "%63s %llu", name, &n) == 2)
+		for (i = 0; i < NMOVES; i++)
+			if (!strcmp(name, moves[i]))
+				v[i] = n;
+	fclose(f);
+	return 0;
+}
+
 FIXTURE(control) {
 	int fd;
 };
@@ -114,7 +150,10 @@ TEST_F(control, exclusive_on_verified_thp)
 	SKIP(return, "this kernel's test_hmm has no HMM_DMIRROR_EXCLUSIVE");
 #else
 	struct hmm_dmirror_cmd cmd;
-	struct backing before, after;
+	struct backing before, after, back;
+	unsigned long long m0[NMOVES], m1[NMOVES];
+	char moved[160];
+	int len = 0;
 	uint64_t *mirror, *w;
 	char mode[128];
 	char *map, *p;
@@ -137,6 +176,8 @@ TEST_F(control, exclusive_on_verified_thp)
 	for (i = 0, w = (uint64_t *)p; i < BLOCK / 8; i++)
 		w[i] = i * 0x9e3779b97f4a7c15ULL;
 
+	if (vmstat_moves(m0))
+		SKIP(return, "setup: /proc/vmstat: %s", strerror(errno));
 	before = backing_of(p);
 	if (before.err)
 		SKIP(return, "setup: pagemap/kpageflags: %s", strerror(before.err));
@@ -146,12 +187,21 @@ TEST_F(control, exclusive_on_verified_thp)
 	cmd.npages = NPAGES;
 	ret = ioctl(self->fd, HMM_DMIRROR_EXCLUSIVE, &cmd);
 	err = ret ? errno : 0;
+	if (vmstat_moves(m1))
+		SKIP(return, "/proc/vmstat: %s", strerror(errno));
 	after = backing_of(p);
+	/* what split or migrated a THP between the check and the call's end */
+	moved[0] = 0;
+	for (i = 0; i < NMOVES; i++)
+		if (m1[i] != m0[i] && len < (int)sizeof(moved))
+			len += snprintf(moved + len, sizeof(moved) - len, "%s%s +%llu",
+					len ? ", " : "", moves[i], m1[i] - m0[i]);
 	fprintf(stderr, "# before the call: %lu present, %lu THP (%lu head, %lu tail); "
-		"EXCLUSIVE: %s, %llu pages; after: %lu present, %lu THP\n",
+		"EXCLUSIVE: %s, %llu pages; after: %lu present, %lu THP; "
+		"vmstat over the check and the call: %s\n",
 		before.present, before.thp, before.head, before.tail,
 		ret ? strerror(err) : "ok", (unsigned long long)cmd.cpages,
-		after.present, after.thp);
+		after.present, after.thp, len ? moved : "no THP split or migrated");
 	if (before.thp != NPAGES || before.head != 1) {
 		munmap(map, 2 * BLOCK);
 		free(mirror);
@@ -166,8 +216,21 @@ TEST_F(control, exclusive_on_verified_thp)
 	/* the CPU takes the pages back: the data is intact */
 	for (i = 0, w = (uint64_t *)p; i < BLOCK / 8; i++)
 		ASSERT_EQ(w[i], i * 0x9e3779b97f4a7c15ULL) TH_LOG("CPU word %lu", i);
+	/*
+	 * The call succeeded on the THP only if that THP was still there: a
+	 * stock kernel succeeds when something split or migrated it right
+	 * after the check (then its small pages are no THP any more), and a
+	 * patched one has then not been tested on a THP either.
+	 */
+	back = backing_of(p);
+	fprintf(stderr, "# after the CPU took the pages back: %lu present, %lu THP (%lu head)\n",
+		back.present, back.thp, back.head);
 	munmap(map, 2 * BLOCK);
 	free(mirror);
+	if (len || back.err || back.thp != NPAGES || back.head != 1)
+		SKIP(return,
+		     "the THP did not stay under the block through the call (vmstat: %s; afterwards %lu of %lu pages THP, %lu head): the control could not show the bug",
+		     len ? moved : "no THP split or migrated", back.thp, NPAGES, back.head);
 #endif
 }
 
