@@ -18,6 +18,15 @@ ifeq ($(origin ARCH),command line)
 export DEVEXCL_ARCH := $(ARCH)
 export DEVEXCL_ARCHES := $(ARCH)
 endif
+# SIGN_KEY=<PEM key> SIGN_CERT=<PEM certificate> (make deb): the vendor key that signs the
+# kernel image (Secure Boot) and the modules; without them a test key made once and kept
+# (ci/6-package/signing-key)
+ifdef SIGN_KEY
+export DEVEXCL_SIGN_KEY := $(SIGN_KEY)
+endif
+ifdef SIGN_CERT
+export DEVEXCL_SIGN_CERT := $(SIGN_CERT)
+endif
 # test: the tiny debug config (QEMU tests, CI); or a Debian flavour of the base (make bases)
 FLAVOUR ?= test
 export FLAVOUR
@@ -28,6 +37,8 @@ help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
 	@echo "make deb BASE=... [FLAVOUR=test]  any base; FLAVOUR=test (default when BASE or FLAVOUR is given): the tiny debug config CI boots;"
 	@echo "                             FLAVOUR=<flavour>: Debian's own config of that flavour (debian11: cloud-amd64, amd64; debian12: cloud-amd64, amd64; 6.12.107: cloud-amd64, amd64, built in Debian 13)"
+	@echo "                             SIGN_KEY=key.pem SIGN_CERT=cert.pem: the vendor key that signs the kernel image (Secure Boot) and modules"
+	@echo "                             (default: a test key made once, kept in /var/cache/devexcl/keys)"
 	@echo "make kernel [BASE=$(DEFAULT_BASE)]   the same without packaging"
 	@echo "make rpm [BASE=$(DEFAULT_BASE)]      the kernel RPMs (kernel-devexcl, -devel) with rpmbuild, test config only (rpmlint-checked)"
 	@echo "make install-test-rpm [BASE=...]  after make rpm: kmod-xgpu against the -devel payload, install into an empty root, boot, xgpu selftest, erase"

@@ -381,6 +381,35 @@ deb_add_provides() {
 	rm -rf "$_w"
 }
 
+# deb_sign_image DEB PATH KEY CERT: sign the EFI kernel image PATH (relative to /) inside the
+# package DEB for UEFI Secure Boot with sbsign (KEY, CERT: PEM), verify it against CERT and
+# rebuild DEB with the package's md5sums updated; its last line says what it did. An image
+# that is no EFI binary (no CONFIG_EFI_STUB) is left as it is (0, "not an EFI image").
+deb_sign_image() {
+	need_tool sbsign sbsigntool
+	_w=$(mktemp -d "${TMPDIR:-/tmp}/deb-sign.XXXXXX") || return 1
+	if ! dpkg-deb -R "$1" "$_w/pkg" || [ ! -f "$_w/pkg/$2" ]; then
+		echo "deb_sign_image: $1 has no /$2"
+		rm -rf "$_w"
+		return 1
+	fi
+	if ! sbverify --list "$_w/pkg/$2" >/dev/null 2>&1; then
+		echo "/$2: not an EFI image (no CONFIG_EFI_STUB): not signed for Secure Boot"
+		rm -rf "$_w"
+		return 0
+	fi
+	if ! sbsign --key "$3" --cert "$4" --output "$_w/signed" "$_w/pkg/$2" ||
+		! sbverify --cert "$4" "$_w/signed" || ! cat "$_w/signed" >"$_w/pkg/$2" ||
+		! (cd "$_w/pkg" && sed -i "\| $2\$|d" DEBIAN/md5sums && md5sum "$2" >>DEBIAN/md5sums) ||
+		! dpkg-deb --root-owner-group -Zxz -b "$_w/pkg" "$_w/new.deb" >/dev/null ||
+		! mv "$_w/new.deb" "$1"; then
+		rm -rf "$_w"
+		return 1
+	fi
+	rm -rf "$_w"
+	echo "/$2 signed for Secure Boot by '$(openssl x509 -in "$4" -noout -subject -nameopt multiline | sed -n 's/^ *commonName *= //p')'"
+}
+
 # hmm_tests_subdir TREE: the selftests directory holding hmm-tests.c (vm or mm)
 hmm_tests_subdir() {
 	for d in mm vm; do
