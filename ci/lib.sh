@@ -407,7 +407,16 @@ deb_sign_image() {
 		return 1
 	fi
 	rm -rf "$_w"
-	echo "/$2 signed for Secure Boot by '$(openssl x509 -in "$4" -noout -subject -nameopt multiline | sed -n 's/^ *commonName *= //p')'"
+	echo "/$2 signed for Secure Boot by '$(openssl x509 -in "$4" -noout -subject -nameopt multiline |
+		sed -n 's/^ *commonName *= //p; s/^ *organizationName *= //p' | tail -n 1)'"
+}
+
+# signed_by KO CERT: 0 when the module KO carries a signature by the key of CERT (the
+# PKCS#7 signer's serial number, modinfo's sig_key, is CERT's; leading zeros aside)
+signed_by() {
+	_k=$(modinfo -F sig_key "$1" 2>/dev/null | tr -d ':' | sed 's/^0*//')
+	_c=$(openssl x509 -in "$2" -noout -serial | sed 's/^serial=//; s/^0*//')
+	[ -n "$_k" ] && [ "$_k" = "$_c" ]
 }
 
 # hmm_tests_subdir TREE: the selftests directory holding hmm-tests.c (vm or mm)
@@ -443,7 +452,11 @@ apt_need() {
 	_log=$DEVEXCL_OUT/logs/install-$2.log
 	mkdir -p "$DEVEXCL_OUT/logs"
 	printf '==> installing %s (%s)\n' "$2" "$(elapsed)" >&2
-	{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$2"; } >"$_log" 2>&1 ||
+	# (one apt at a time on the host: ci/check's lanes may need packages at once)
+	mkdir -p "$DEVEXCL_WORK/locks"
+	# shellcheck disable=SC2016 # ($1 is the inner shell's)
+	flock "$DEVEXCL_WORK/locks/host-apt" sh -c 'apt-get update &&
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$1"' sh "$2" >"$_log" 2>&1 ||
 		die "$1" "apt-get install $2 failed" "$_log"
 }
 
