@@ -31,7 +31,7 @@ endif
 FLAVOUR ?= test
 export FLAVOUR
 
-.PHONY: help bases deps fetch kernel deb rpm install-test-rpm nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel deb rpm install-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
@@ -43,6 +43,8 @@ help:
 	@echo "make rpm [BASE=$(DEFAULT_BASE)]      the kernel RPMs (kernel-devexcl, -devel) with rpmbuild, test config only (rpmlint-checked)"
 	@echo "make install-test-rpm [BASE=...]  after make rpm: kmod-xgpu against the -devel payload, install into an empty root, boot, xgpu selftest, erase"
 	@echo "make xgpu-deb                the xgpu-dkms and xgpu-tools packages (lintian-checked)"
+	@echo "make secureboot-check BASE=debian11 FLAVOUR=cloud-amd64   our packages signed with the test firmware's key, booted with"
+	@echo "                             Secure Boot enforced (OVMF snakeoil): lockdown, module signatures; BASE=debian11-kernel: Debian's own (control)"
 	@echo "make nvidia-check BASE=debian12 FLAVOUR=cloud-amd64   NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS"
 	@echo "                             against our packages: UVM HMM on, page API, symbols resolved; BASE=debian12-kernel: Debian's own (control)"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
@@ -79,6 +81,17 @@ rpm: deps
 
 install-test-rpm: deps
 	sh ci/6-package/install-test-rpm $(or $(BASE),$(DEFAULT_BASE))
+
+# UEFI Secure Boot enforced (ci/6-package/secureboot-check): BASE=<base> FLAVOUR=<flavour>
+# builds our packages signed with the key the test firmware trusts (Debian's ovmf snakeoil
+# key, in place of a fleet's vendor key: the packages in out/deb/ are then signed with
+# it) and boots them; BASE=debian11-kernel: Debian's own image, the control (CI runs it)
+secureboot-check: deps
+	@[ -n "$(BASE)" ] || { echo "error: secureboot-check: name the kernel: BASE=debian11 FLAVOUR=cloud-amd64, or BASE=debian11-kernel (Debian's own, the control)" >&2; exit 2; }
+	@if grep -q '^BASE_KIND=debian-kernel' bases/$(BASE) 2>/dev/null; then :; \
+	elif [ "$(FLAVOUR)" = test ]; then echo "error: secureboot-check: BASE=$(BASE) needs FLAVOUR=<Debian flavour> (the test config has no EFI stub)" >&2; exit 2; \
+	else key=$$(sh ci/6-package/secureboot-key) && $(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR) SIGN_KEY=$$key SIGN_CERT=/usr/share/ovmf/PkKek-1-snakeoil.pem; fi
+	sh ci/6-package/secureboot-check $(BASE)
 
 # NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS against a kernel
 # (ci/6-package/nvidia-check): BASE=<source base> FLAVOUR=<Debian flavour> makes our packages first
