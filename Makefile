@@ -84,14 +84,16 @@ install-test-rpm: deps
 
 # UEFI Secure Boot enforced (ci/6-package/secureboot-check): BASE=<base> FLAVOUR=<flavour>
 # builds our packages signed with the key the test firmware trusts (Debian's ovmf snakeoil
-# key, in place of a fleet's vendor key: the packages in out/deb/ are then signed with
-# it) and boots them; BASE=debian11-kernel: Debian's own image, the control (CI runs it)
+# key, whose private half is public, in place of a fleet's vendor key) into
+# out/secureboot/ (never out/deb/, where release packages go) and boots them;
+# BASE=debian11-kernel: Debian's own image, the control (CI runs it)
+SB_OUT := $(CURDIR)/out/secureboot
 secureboot-check: deps
 	@[ -n "$(BASE)" ] || { echo "error: secureboot-check: name the kernel: BASE=debian11 FLAVOUR=cloud-amd64, or BASE=debian11-kernel (Debian's own, the control)" >&2; exit 2; }
 	@if grep -q '^BASE_KIND=debian-kernel' bases/$(BASE) 2>/dev/null; then :; \
 	elif [ "$(FLAVOUR)" = test ]; then echo "error: secureboot-check: BASE=$(BASE) needs FLAVOUR=<Debian flavour> (the test config has no EFI stub)" >&2; exit 2; \
-	else key=$$(sh ci/6-package/secureboot-key) && $(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR) SIGN_KEY=$$key SIGN_CERT=/usr/share/ovmf/PkKek-1-snakeoil.pem; fi
-	sh ci/6-package/secureboot-check $(BASE)
+	else key=$$(sh ci/6-package/secureboot-key) && $(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR) SIGN_KEY=$$key SIGN_CERT=/usr/share/ovmf/PkKek-1-snakeoil.pem DEVEXCL_OUT=$(SB_OUT); fi
+	DEVEXCL_OUT=$(SB_OUT) sh ci/6-package/secureboot-check $(BASE)
 
 # NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS against a kernel
 # (ci/6-package/nvidia-check): BASE=<source base> FLAVOUR=<Debian flavour> makes our packages first

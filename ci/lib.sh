@@ -383,20 +383,17 @@ deb_add_provides() {
 
 # deb_sign_image DEB PATH KEY CERT: sign the EFI kernel image PATH (relative to /) inside the
 # package DEB for UEFI Secure Boot with sbsign (KEY, CERT: PEM), verify it against CERT and
-# rebuild DEB with the package's md5sums updated; its last line says what it did. An image
-# that is no EFI binary (no CONFIG_EFI_STUB) is left as it is (0, "not an EFI image").
+# rebuild DEB with the package's md5sums updated; its last line says what it did. (The
+# caller decides from CONFIG_EFI_STUB whether the image is an EFI binary: one that sbsign
+# cannot parse is an error, never an unsigned package.)
 deb_sign_image() {
 	need_tool sbsign sbsigntool
-	_w=$(mktemp -d "${TMPDIR:-/tmp}/deb-sign.XXXXXX") || return 1
+	mkdir -p "$DEVEXCL_WORK/tmp"
+	_w=$(mktemp -d "$DEVEXCL_WORK/tmp/deb-sign.XXXXXX") || return 1
 	if ! dpkg-deb -R "$1" "$_w/pkg" || [ ! -f "$_w/pkg/$2" ]; then
 		echo "deb_sign_image: $1 has no /$2"
 		rm -rf "$_w"
 		return 1
-	fi
-	if ! sbverify --list "$_w/pkg/$2" >/dev/null 2>&1; then
-		echo "/$2: not an EFI image (no CONFIG_EFI_STUB): not signed for Secure Boot"
-		rm -rf "$_w"
-		return 0
 	fi
 	if ! sbsign --key "$3" --cert "$4" --output "$_w/signed" "$_w/pkg/$2" ||
 		! sbverify --cert "$4" "$_w/signed" || ! cat "$_w/signed" >"$_w/pkg/$2" ||
@@ -411,12 +408,35 @@ deb_sign_image() {
 		sed -n 's/^ *commonName *= //p; s/^ *organizationName *= //p' | tail -n 1)'"
 }
 
-# signed_by KO CERT: 0 when the module KO carries a signature by the key of CERT (the
-# PKCS#7 signer's serial number, modinfo's sig_key, is CERT's; leading zeros aside)
+# module_plain KO OUT: the module KO, decompressed when it is .ko.xz/.zst/.gz (Debian 13
+# compresses its modules), into OUT
+module_plain() {
+	case $1 in
+	*.xz) xz -dc "$1" >"$2" ;;
+	*.zst) zstd -qdc "$1" >"$2" ;;
+	*.gz) gzip -dc "$1" >"$2" ;;
+	*) cp "$1" "$2" ;;
+	esac
+}
+
+# signed_by KO CERT: 0 when the (uncompressed) module KO carries an appended signature that
+# verifies, over the module's contents, with the public key of CERT (PKCS#7 as
+# scripts/sign-file makes it; the certificate chain is not checked: CERT is the key)
 signed_by() {
-	_k=$(modinfo -F sig_key "$1" 2>/dev/null | tr -d ':' | sed 's/^0*//')
-	_c=$(openssl x509 -in "$2" -noout -serial | sed 's/^serial=//; s/^0*//')
-	[ -n "$_k" ] && [ "$_k" = "$_c" ]
+	_sz=$(stat -c %s "$1")
+	[ "$_sz" -gt 40 ] && [ "$(tail -c 28 "$1")" = "~Module signature appended~" ] || return 1
+	# shellcheck disable=SC2046 # (the four bytes of sig_len, one word each)
+	set -- "$1" "$2" $(tail -c 32 "$1" | head -c 4 | od -An -tu1)
+	_n=$(($3 * 16777216 + $4 * 65536 + $5 * 256 + $6))
+	[ "$_n" -gt 0 ] && [ "$_n" -lt $((_sz - 40)) ] || return 1
+	_d=$(mktemp -d "${TMPDIR:-/tmp}/signed-by.XXXXXX") || return 1
+	head -c $((_sz - 40 - _n)) "$1" >"$_d/body"
+	tail -c $((40 + _n)) "$1" | head -c "$_n" >"$_d/sig"
+	openssl cms -verify -binary -inform DER -in "$_d/sig" -content "$_d/body" \
+		-certfile "$2" -nointern -noverify -out /dev/null >/dev/null 2>&1
+	_r=$?
+	rm -rf "$_d"
+	return $_r
 }
 
 # hmm_tests_subdir TREE: the selftests directory holding hmm-tests.c (vm or mm)
@@ -455,7 +475,7 @@ apt_need() {
 	# (one apt at a time on the host: ci/check's lanes may need packages at once)
 	mkdir -p "$DEVEXCL_WORK/locks"
 	# shellcheck disable=SC2016 # ($1 is the inner shell's)
-	flock "$DEVEXCL_WORK/locks/host-apt" sh -c 'apt-get update &&
+	flock -o -w 1800 "$DEVEXCL_WORK/locks/host-apt" sh -c 'apt-get update &&
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$1"' sh "$2" >"$_log" 2>&1 ||
 		die "$1" "apt-get install $2 failed" "$_log"
 }
