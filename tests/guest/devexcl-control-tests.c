@@ -175,18 +175,18 @@ TEST_F(control, exclusive_on_verified_thp)
 	struct hmm_dmirror_cmd cmd;
 	struct backing before, after, back;
 	unsigned long long m0[NMOVES], m1[NMOVES], m2[NMOVES];
-	char mode[128], why[256], mv1[160], mv2[160];
+	char mode[128], nothp[256], moved[256], mv1[160], mv2[160];
 	uint64_t *mirror, *w;
 	char *map, *p;
 	unsigned long i;
-	int ret, err, try;
+	int ret, err, try, tries_nothp = 0;
 
 	if (!thp_usable(mode, sizeof(mode)))
 		SKIP(return, "THP is off (%s): no THP to put under the buffer", mode);
 	mirror = calloc(1, BLOCK);
 	if (!mirror)
 		SKIP(return, "setup: no memory for the mirror buffer");
-	why[0] = 0;
+	nothp[0] = moved[0] = 0;
 	/*
 	 * Up to TRIES fresh blocks: a block whose THP was not there at the
 	 * check, or did not stay through the call, is given up and the next
@@ -211,10 +211,11 @@ TEST_F(control, exclusive_on_verified_thp)
 		if (before.err)
 			SKIP(return, "setup: pagemap/kpageflags: %s", strerror(before.err));
 		if (before.thp != NPAGES || before.head != 1) {
-			snprintf(why, sizeof(why),
+			snprintf(nothp, sizeof(nothp),
 				 "no THP under the 2 MiB block right before the call (%lu of %lu pages THP, %lu head)",
 				 before.thp, NPAGES, before.head);
-			fprintf(stderr, "# try %d: %s\n", try, why);
+			fprintf(stderr, "# try %d: %s\n", try, nothp);
+			tries_nothp++;
 			munmap(map, 2 * BLOCK);
 			continue;
 		}
@@ -257,12 +258,18 @@ TEST_F(control, exclusive_on_verified_thp)
 			free(mirror);
 			return;
 		}
-		snprintf(why, sizeof(why),
+		snprintf(moved, sizeof(moved),
 			 "the THP did not stay under the block through the call (thp_split_page +%llu; afterwards %lu of %lu pages THP, %lu head)",
 			 m2[SPLIT] - m0[SPLIT], back.thp, NPAGES, back.head);
 	}
 	free(mirror);
-	SKIP(return, "%s, in each of %d tries: the control could not show the bug", why, TRIES);
+	/* (ci/7-report/report reads "no THP under": only when no try had one) */
+	if (tries_nothp == TRIES)
+		SKIP(return, "%s, in each of %d tries: the control could not show the bug", nothp, TRIES);
+	if (!tries_nothp)
+		SKIP(return, "%s, in each of %d tries: the control could not show the bug", moved, TRIES);
+	SKIP(return, "%s (in %d of %d tries; the others had no THP at the check): the control could not show the bug",
+	     moved, TRIES - tries_nothp, TRIES);
 #endif
 }
 
