@@ -419,16 +419,26 @@ module_plain() {
 	esac
 }
 
+# module_sig_len KO: the length of the PKCS#7 signature appended to the (uncompressed)
+# module KO (struct module_signature's sig_len, big-endian, before the 28-byte magic);
+# fails when KO carries none. The module's own contents are its first
+# size - 40 - sig_len bytes (12 bytes of struct, 28 of magic).
+module_sig_len() {
+	_sz=$(stat -c %s "$1")
+	[ "$_sz" -gt 40 ] && [ "$(tail -c 28 "$1")" = "~Module signature appended~" ] || return 1
+	# shellcheck disable=SC2046 # (the four bytes of sig_len, one word each)
+	set -- "$1" $(tail -c 32 "$1" | head -c 4 | od -An -tu1)
+	_n=$(($2 * 16777216 + $3 * 65536 + $4 * 256 + $5))
+	[ "$_n" -gt 0 ] && [ "$_n" -lt $((_sz - 40)) ] || return 1
+	echo "$_n"
+}
+
 # signed_by KO CERT: 0 when the (uncompressed) module KO carries an appended signature that
 # verifies, over the module's contents, with the public key of CERT (PKCS#7 as
 # scripts/sign-file makes it; the certificate chain is not checked: CERT is the key)
 signed_by() {
+	_n=$(module_sig_len "$1") || return 1
 	_sz=$(stat -c %s "$1")
-	[ "$_sz" -gt 40 ] && [ "$(tail -c 28 "$1")" = "~Module signature appended~" ] || return 1
-	# shellcheck disable=SC2046 # (the four bytes of sig_len, one word each)
-	set -- "$1" "$2" $(tail -c 32 "$1" | head -c 4 | od -An -tu1)
-	_n=$(($3 * 16777216 + $4 * 65536 + $5 * 256 + $6))
-	[ "$_n" -gt 0 ] && [ "$_n" -lt $((_sz - 40)) ] || return 1
 	_d=$(mktemp -d "${TMPDIR:-/tmp}/signed-by.XXXXXX") || return 1
 	head -c $((_sz - 40 - _n)) "$1" >"$_d/body"
 	tail -c $((40 + _n)) "$1" | head -c "$_n" >"$_d/sig"
