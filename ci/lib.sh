@@ -381,6 +381,13 @@ deb_add_provides() {
 	rm -rf "$_w"
 }
 
+# cert_name CERT: the name a certificate goes by: its subject's commonName, else its
+# organizationName (the snakeoil certificate has no commonName)
+cert_name() {
+	openssl x509 -in "$1" -noout -subject -nameopt multiline |
+		sed -n 's/^ *commonName *= //p; s/^ *organizationName *= //p' | tail -n 1
+}
+
 # deb_sign_image DEB PATH KEY CERT: sign the EFI kernel image PATH (relative to /) inside the
 # package DEB for UEFI Secure Boot with sbsign (KEY, CERT: PEM), verify it against CERT and
 # rebuild DEB with the package's md5sums updated; its last line says what it did. (The
@@ -404,8 +411,7 @@ deb_sign_image() {
 		return 1
 	fi
 	rm -rf "$_w"
-	echo "/$2 signed for Secure Boot by '$(openssl x509 -in "$4" -noout -subject -nameopt multiline |
-		sed -n 's/^ *commonName *= //p; s/^ *organizationName *= //p' | tail -n 1)'"
+	echo "/$2 signed for Secure Boot by '$(cert_name "$4")'"
 }
 
 # module_plain KO OUT: the module KO, decompressed when it is .ko.xz/.zst/.gz (Debian 13
