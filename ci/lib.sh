@@ -340,13 +340,14 @@ symvers_apis() {
 	} END { printf "%s%s%s\n", r ? "range" : "", r && p ? " " : "", p ? "page" : "" }' "$1"
 }
 
-# api_check WHAT FILE PROMISED: print the APIs FILE (a Module.symvers) exports, as
+# api_check WHAT FILE PROMISED [NAME]: print the APIs FILE (a Module.symvers) exports, as
 # symvers_apis does; die, naming WHAT, when FILE is missing or empty, or its APIs are not
-# exactly PROMISED (APIS_PATCHED of the base: range, page, both in any order, or none)
+# exactly PROMISED (NAME of the base, by default APIS_PATCHED: range, page, both in any
+# order, or none)
 api_check() {
 	[ -s "$2" ] || die "$1" "$2 is missing or empty: no Module.symvers to read the device-exclusive APIs from"
 	for _a in $3; do
-		case $_a in range | page) ;; *) die "$1" "unknown device-exclusive API '$_a' promised (APIS_PATCHED: range, page)" ;; esac
+		case $_a in range | page) ;; *) die "$1" "unknown device-exclusive API '$_a' promised (${4:-APIS_PATCHED}: range, page)" ;; esac
 	done
 	_want=
 	for _a in range page; do
@@ -354,7 +355,7 @@ api_check() {
 	done
 	_found=$(symvers_apis "$2")
 	[ "$_found" = "$_want" ] ||
-		die "$1" "$2 exports the device-exclusive APIs '${_found:-none}', but the base promises '${_want:-none}' (APIS_PATCHED; range: make_device_exclusive_range, page: make_device_exclusive)"
+		die "$1" "$2 exports the device-exclusive APIs '${_found:-none}', but the base promises '${_want:-none}' (${4:-APIS_PATCHED}; range: make_device_exclusive_range, page: make_device_exclusive)"
 	echo "$_found"
 }
 
