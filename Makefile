@@ -74,6 +74,7 @@ kernel: deps
 
 deb: kernel
 	sh ci/6-package/build-deb $(or $(BASE),$(DEFAULT_BASE))
+	sh ci/6-package/build-cert-deb
 
 # rpmbuild builds the kernel itself from the base tarball + series (not from make kernel)
 rpm: deps
