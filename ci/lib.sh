@@ -313,6 +313,8 @@ tree_state() {
 # require_state BASE VARIANT: the tree must be in the state of VARIANT
 require_state() {
 	st=$(tree_state "$1")
+	# (a stock tree has no quilt state: .pc with "stock" is a push that did not finish)
+	[ "$st" != stock ] || [ ! -d "$(tree_dir "$1")/.pc" ] || st=
 	case $2:$st in
 	stock:stock) ;;
 	patched:stock | patched:) die "$1-$2" "the tree is not patched; run ci/2-apply/apply $1 patched" ;;
