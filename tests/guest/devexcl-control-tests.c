@@ -6,11 +6,9 @@
  * The stock range API (5.14 to 6.14) refuses THP tail pages: on a buffer
  * that a THP backs, test_hmm's HMM_DMIRROR_EXCLUSIVE fails with -EBUSY.
  * Upstream's own exclusive tests show that only if a THP is under their
- * buffer when they call it, which they do not check: CI runs saw them pass
- * on stock 6.12.107 with THP always (twice with thp_fault_alloc > 0 during
- * the test), while every run on the development machine failed them.  This
- * test checks with /proc/kpageflags that a THP backs its 2 MiB block right
- * before the call, and says what backs it right after:
+ * buffer when they call it, which they do not check.  This test checks with
+ * /proc/kpageflags that a THP backs its 2 MiB block right before the call,
+ * and says what backs it right after:
  *  - no THP before the call: SKIP, with what was found (the bug could not
  *    be shown, and ci/7-report/report treats upstream's stock passes of that boot
  *    the same way);
@@ -23,9 +21,8 @@
  *    one THP: the block is given up after the data checks and a fresh one
  *    tried, up to three; then SKIP.  A stock kernel succeeds on the small
  *    pages a split leaves: with the THP split through debugfs right after
- *    the check, stock 6.12.107 made all 512 pages exclusive, as in the CI
- *    runs above.  A block without a THP at the check is retried the same
- *    way.
+ *    the check, stock 6.12.107 made all 512 pages exclusive.  A block
+ *    without a THP at the check is retried the same way.
  * Anything that keeps the test from reaching the call (no test_hmm, a
  * failed mmap...) is a SKIP with its reason, so that a FAIL always means
  * the call itself failed on a THP.
