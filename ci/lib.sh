@@ -473,6 +473,26 @@ series_file() {
 	echo "$TOP/series/$1.series"
 }
 
+# release_number: the release counter in the packages' versions (<base version>-devexcl.<N>+<series
+# rev>): the number of commits of this repository (git rev-list --count HEAD), which only
+# grows along its history, so a package built from a later commit has a higher version and
+# apt upgrades to it; the series revision alone (a hash) does not order releases.
+# DEVEXCL_RELEASE=<N> overrides it (a source tree without its git history, a rebuild).
+release_number() {
+	if [ -n "${DEVEXCL_RELEASE:-}" ]; then
+		case $DEVEXCL_RELEASE in
+		*[!0-9]*) die "release" "DEVEXCL_RELEASE must be a number (the release counter), not '$DEVEXCL_RELEASE'" ;;
+		esac
+		echo "$DEVEXCL_RELEASE"
+		return 0
+	fi
+	git -C "$TOP" rev-parse --git-dir >/dev/null 2>&1 ||
+		die "release" "$TOP is not a git checkout: its packages need a release number that grows from release to release; set DEVEXCL_RELEASE=<number>"
+	[ "$(git -C "$TOP" rev-parse --is-shallow-repository)" = false ] ||
+		die "release" "$TOP is a shallow clone: its commit count is not the release number (git fetch --unshallow, or set DEVEXCL_RELEASE=<number>)"
+	git -C "$TOP" rev-list --count HEAD
+}
+
 # series_rev SERIES: short content hash of the series and its patches
 series_rev() {
 	sf=$(series_file "$1")
