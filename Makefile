@@ -10,6 +10,8 @@ DEB_DEFAULT_FLAVOUR := cloud-amd64
 ifeq ($(origin FLAVOUR)$(BASE),undefined)
 deb: BASE := $(DEB_DEFAULT_BASE)
 deb: FLAVOUR := $(DEB_DEFAULT_FLAVOUR)
+repo: BASE := $(DEB_DEFAULT_BASE)
+repo: FLAVOUR := $(DEB_DEFAULT_FLAVOUR)
 endif
 # ARCH=arm64 (make check/matrix/kernel): the test kernels of that architecture only
 # (cross-built, booted under qemu-system-aarch64); make matrix without ARCH: x86_64 and
@@ -31,7 +33,7 @@ endif
 FLAVOUR ?= test
 export FLAVOUR
 
-.PHONY: help bases deps fetch kernel deb rpm install-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel deb repo rpm install-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
@@ -39,6 +41,8 @@ help:
 	@echo "                             FLAVOUR=<flavour>: Debian's own config of that flavour (debian11: cloud-amd64, amd64; debian12: cloud-amd64, amd64; 6.12.107: cloud-amd64, amd64, built in Debian 13)"
 	@echo "                             SIGN_KEY=key.pem SIGN_CERT=cert.pem: the vendor key that signs the kernel image (Secure Boot) and modules"
 	@echo "                             (default: a test key made once, kept in /var/cache/devexcl/keys)"
+	@echo "                             also the metapackages linux-image-devexcl-<flavour>, linux-headers-devexcl-<flavour> and devexcl-signing-cert"
+	@echo "make repo [BASE=... FLAVOUR=... REPO=dir]   after make deb: publish into a signed apt repository (out/repo/apt; reprepro)"
 	@echo "make kernel [BASE=$(DEFAULT_BASE)]   the same without packaging"
 	@echo "make rpm [BASE=$(DEFAULT_BASE)]      the kernel RPMs (kernel-devexcl, -devel) with rpmbuild, test config only (rpmlint-checked)"
 	@echo "make install-test-rpm [BASE=...]  after make rpm: kmod-xgpu against the -devel payload, install into an empty root, boot, xgpu selftest, erase"
@@ -74,7 +78,19 @@ kernel: deps
 
 deb: kernel
 	sh ci/6-package/build-deb $(or $(BASE),$(DEFAULT_BASE))
+	sh ci/6-package/build-meta-deb $(or $(BASE),$(DEFAULT_BASE))
 	sh ci/6-package/build-cert-deb
+
+# the signed apt repository (ci/6-package/publish-repo; REPO=<dir>, default out/repo/apt):
+# what make deb built for BASE [FLAVOUR], its certificate package and the xgpu packages
+# of its Debian release, built here when missing
+repo: deps
+	@b=$(or $(BASE),$(DEFAULT_BASE)); \
+	s=$$(sed -n 's/^BUILD_SUITE=//p' bases/$$b); \
+	if [ "$(FLAVOUR)" != test ] && grep -q '^DEB_SUITE=' bases/$$b; then s=$$(sed -n 's/^DEB_SUITE=//p' bases/$$b); fi; \
+	if [ -n "$$s" ] && [ "$$s" != "$$(. /etc/os-release && echo $$VERSION_CODENAME)" ]; then sh ci/6-package/build-xgpu-deb $$s; \
+	else sh ci/6-package/build-xgpu-deb; fi
+	$(if $(REPO),DEVEXCL_REPO=$(REPO)) sh ci/6-package/publish-repo $(or $(BASE),$(DEFAULT_BASE))
 
 # rpmbuild builds the kernel itself from the base tarball + series (not from make kernel)
 rpm: deps
