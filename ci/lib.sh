@@ -473,7 +473,7 @@ series_file() {
 	echo "$TOP/series/$1.series"
 }
 
-# release_number: the release counter in the packages' versions (<base version>-devexcl.<N>+<series
+# release_number: the release counter in the packages' versions (<base version>-devexcl.r<N>+<series
 # rev>): the number of commits of this repository (git rev-list --count HEAD), which only
 # grows along its history, so a package built from a later commit has a higher version and
 # apt upgrades to it; the series revision alone (a hash) does not order releases.
