@@ -42,7 +42,8 @@ help:
 	@echo "                             SIGN_KEY=key.pem SIGN_CERT=cert.pem: the vendor key that signs the kernel image (Secure Boot) and modules"
 	@echo "                             (default: a test key made once, kept in /var/cache/devexcl/keys)"
 	@echo "                             also the metapackages linux-image-devexcl-<flavour>, linux-headers-devexcl-<flavour> and devexcl-signing-cert"
-	@echo "make repo [BASE=... FLAVOUR=... REPO=dir]   after make deb: publish into a signed apt repository (out/repo/apt; reprepro)"
+	@echo "make repo [BASE=... FLAVOUR=... REPO=dir YUM_REPO=dir]   after make deb: publish into a signed apt repository (out/repo/apt; reprepro);"
+	@echo "                             after make rpm BASE=...: its RPMs into a signed yum repository too (out/repo/yum; createrepo_c, rpmsign)"
 	@echo "make kernel [BASE=$(DEFAULT_BASE)]   the same without packaging"
 	@echo "make rpm [BASE=$(DEFAULT_BASE)]      the kernel RPMs (kernel-devexcl, -devel) with rpmbuild, test config only (rpmlint-checked)"
 	@echo "make install-test-rpm [BASE=...]  after make rpm: kmod-xgpu against the -devel payload, install into an empty root, boot, xgpu selftest, erase"
@@ -83,7 +84,9 @@ deb: kernel
 
 # the signed apt repository (ci/6-package/publish-repo; REPO=<dir>, default out/repo/apt):
 # what make deb built for BASE [FLAVOUR], its certificate package and the xgpu packages
-# of its Debian release, built here when missing
+# of its Debian release, built here when missing; and the signed yum repository
+# (ci/6-package/publish-yum-repo; YUM_REPO=<dir>, default out/repo/yum) of BASE's RPMs
+# when make rpm made them
 repo: deps
 	@b=$(or $(BASE),$(DEFAULT_BASE)); \
 	s=$$(sed -n 's/^BUILD_SUITE=//p' bases/$$b); \
@@ -91,6 +94,10 @@ repo: deps
 	if [ -n "$$s" ] && [ "$$s" != "$$(. /etc/os-release && echo $$VERSION_CODENAME)" ]; then sh ci/6-package/build-xgpu-deb $$s; \
 	else sh ci/6-package/build-xgpu-deb; fi
 	$(if $(REPO),DEVEXCL_REPO=$(REPO)) sh ci/6-package/publish-repo $(or $(BASE),$(DEFAULT_BASE))
+	@b=$(or $(BASE),$(DEFAULT_BASE)); \
+	if ls "$${DEVEXCL_OUT:-out}/rpm/$$b"/kernel-devexcl-*.rpm >/dev/null 2>&1; then \
+	$(if $(YUM_REPO),DEVEXCL_YUM_REPO=$(YUM_REPO)) sh ci/6-package/publish-yum-repo $$b; \
+	else echo "make repo: no RPMs of $$b (make rpm BASE=$$b makes them): no yum repository published"; fi
 
 # rpmbuild builds the kernel itself from the base tarball + series (not from make kernel)
 rpm: deps
