@@ -12,6 +12,8 @@ deb: BASE := $(DEB_DEFAULT_BASE)
 deb: FLAVOUR := $(DEB_DEFAULT_FLAVOUR)
 repo: BASE := $(DEB_DEFAULT_BASE)
 repo: FLAVOUR := $(DEB_DEFAULT_FLAVOUR)
+upgrade-test: BASE := $(DEB_DEFAULT_BASE)
+upgrade-test: FLAVOUR := $(DEB_DEFAULT_FLAVOUR)
 endif
 # ARCH=arm64 (make check/matrix/kernel): the test kernels of that architecture only
 # (cross-built, booted under qemu-system-aarch64); make matrix without ARCH: x86_64 and
@@ -33,7 +35,7 @@ endif
 FLAVOUR ?= test
 export FLAVOUR
 
-.PHONY: help bases deps fetch kernel deb repo rpm install-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel deb repo upgrade-test rpm install-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
@@ -44,6 +46,7 @@ help:
 	@echo "                             also the metapackages linux-image-devexcl-<flavour>, linux-headers-devexcl-<flavour> and devexcl-signing-cert"
 	@echo "make repo [BASE=... FLAVOUR=... REPO=dir YUM_REPO=dir]   after make deb: publish into a signed apt repository (out/repo/apt; reprepro);"
 	@echo "                             after make rpm BASE=...: its RPMs into a signed yum repository too (out/repo/yum; createrepo_c, rpmsign)"
+	@echo "make upgrade-test [BASE=... FLAVOUR=...]   build release N+1 of make deb's packages and apt-upgrade a GRUB-booted Debian system from N to N+1 (1 h+)"
 	@echo "make kernel [BASE=$(DEFAULT_BASE)]   the same without packaging"
 	@echo "make rpm [BASE=$(DEFAULT_BASE)]      the kernel RPMs (kernel-devexcl, -devel) with rpmbuild, test config only (rpmlint-checked)"
 	@echo "make install-test-rpm [BASE=...]  after make rpm: kmod-xgpu against the -devel payload, install into an empty root, boot, xgpu selftest, erase"
@@ -98,6 +101,14 @@ repo: deps
 	if ls "$${DEVEXCL_OUT:-out}/rpm/$$b"/kernel-devexcl-*.rpm >/dev/null 2>&1; then \
 	$(if $(YUM_REPO),DEVEXCL_YUM_REPO=$(YUM_REPO)) sh ci/6-package/publish-yum-repo $$b; \
 	else echo "make repo: no RPMs of $$b (make rpm BASE=$$b makes them): no yum repository published"; fi
+
+# The upgrade test (ci/6-package/upgrade-test-deb), BASE=<base> FLAVOUR=<Debian flavour>
+# (default: make deb's): release N is what make deb builds, the test builds release N+1
+# (out/upgrade-next/) and upgrades a GRUB-booted Debian system from N to N+1 with apt
+upgrade-test: deps
+	@[ -n "$(BASE)" ] && [ "$(FLAVOUR)" != test ] || { echo "error: upgrade-test: needs a base and a Debian flavour, e.g. BASE=debian11 FLAVOUR=cloud-amd64 (the test config's release has no release number: its next release would replace it in place)" >&2; exit 2; }
+	$(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR)
+	sh ci/6-package/upgrade-test-deb $(BASE)
 
 # rpmbuild builds the kernel itself from the base tarball + series (not from make kernel)
 rpm: deps
