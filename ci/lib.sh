@@ -473,6 +473,16 @@ series_file() {
 	echo "$TOP/series/$1.series"
 }
 
+# debian_kernel_base SUITE: the base of Debian's own kernel of that release (bases/debianN-kernel)
+debian_kernel_base() {
+	case $1 in
+	bullseye) echo debian11-kernel ;;
+	bookworm) echo debian12-kernel ;;
+	trixie) echo debian13-kernel ;;
+	*) return 1 ;;
+	esac
+}
+
 # release_number: the release counter in the packages' versions (<base version>-devexcl.r<N>+<series
 # rev>): the number of commits of this repository (git rev-list --count HEAD), which only
 # grows along its history, so a package built from a later commit has a higher version and
