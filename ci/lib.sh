@@ -458,6 +458,56 @@ signed_by() {
 	return $_r
 }
 
+# module_sig_pem DEST WHAT: write the vendor key and its certificate
+# (ci/6-package/signing-key) into one PEM file DEST (mode 600), as CONFIG_MODULE_SIG_KEY
+# takes them; DEST is outside any build tree (nothing packaged from one may carry the key)
+# and its maker removes it once the modules are packaged. WHAT names the step in errors.
+module_sig_pem() {
+	_kc=$(sh "$TOP/ci/6-package/signing-key") || return 1
+	mkdir -p "$(dirname -- "$1")"
+	chmod 700 "$(dirname -- "$1")"
+	# (rewritten by openssl: a key file without a final newline would run into the certificate)
+	if ! (umask 077 && { openssl pkey -in "${_kc% *}" && openssl x509 -in "${_kc#* }"; } >"$1.tmp") ||
+		! mv "$1.tmp" "$1"; then
+		rm -f "$1.tmp"
+		die "$2" "cannot write $1"
+	fi
+	info "modules will be signed with $(openssl x509 -in "${_kc#* }" -noout -subject)"
+}
+
+# debian_flavour_config DEST WHAT LOG: Debian's own config of FLAVOUR for the loaded base:
+# the .config of its linux-headers-<DEB_ABI>-<FLAVOUR> package of the same version
+# (APT_VERSION), downloaded once into $DEVEXCL_CACHE/debian-kernels and checked against
+# the sha256 bases/<base> pins (DEB_FLAVOURS), copied to DEST. WHAT names the step in
+# errors; LOG gets apt's output.
+debian_flavour_config() {
+	_sha=
+	for _fl in $DEB_FLAVOURS; do
+		[ "${_fl%%:*}" = "$FLAVOUR" ] && _sha=${_fl#*:}
+	done
+	[ -n "$_sha" ] || die "$2" "FLAVOUR=$FLAVOUR is not one of the DEB_FLAVOURS of bases/$BASE_NAME"
+	_pkg=linux-headers-$DEB_ABI-$FLAVOUR
+	_dl=$DEVEXCL_CACHE/debian-kernels
+	_deb=$_dl/${_pkg}_${APT_VERSION}_amd64.deb
+	mkdir -p "$_dl"
+	if [ ! -f "$_deb" ] || [ "$(sha256sum "$_deb" | cut -d' ' -f1)" != "$_sha" ]; then
+		step "fetching Debian's $FLAVOUR config: $_pkg $APT_VERSION"
+		(APT_CONFIG=$(sh "$TOP/ci/host/apt-setup") && export APT_CONFIG &&
+			cd "$_dl" && apt-get download "$_pkg=$APT_VERSION") >>"$3" 2>&1 ||
+			die "$2" "$_pkg $APT_VERSION is not downloadable from the Debian archive in apt sources" "$3"
+		_got=$(sha256sum "$_deb" | cut -d' ' -f1)
+		[ "$_got" = "$_sha" ] || die "$2" "$_pkg: sha256 $_got, bases/$BASE_NAME pins $_sha"
+	fi
+	mkdir -p "$DEVEXCL_WORK/tmp"
+	_x=$(mktemp -d "$DEVEXCL_WORK/tmp/flavour-config.XXXXXX") || return 1
+	if ! dpkg-deb --fsys-tarfile "$_deb" | tar -xf - -C "$_x" "./usr/src/$_pkg/.config"; then
+		rm -rf "$_x"
+		die "$2" "no .config in $_pkg"
+	fi
+	mv "$_x/usr/src/$_pkg/.config" "$1"
+	rm -rf "$_x"
+}
+
 # hmm_tests_subdir TREE: the selftests directory holding hmm-tests.c (vm or mm)
 hmm_tests_subdir() {
 	for d in mm vm; do
