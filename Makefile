@@ -35,7 +35,7 @@ endif
 FLAVOUR ?= test
 export FLAVOUR
 
-.PHONY: help bases deps fetch kernel deb repo upgrade-test rpm install-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel deb repo upgrade-test rpm install-test-rpm upgrade-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
@@ -48,8 +48,9 @@ help:
 	@echo "                             after make rpm BASE=...: its RPMs into a signed yum repository too (out/repo/yum; createrepo_c, rpmsign)"
 	@echo "make upgrade-test [BASE=... FLAVOUR=...]   build release N+1 of make deb's packages and apt-upgrade a GRUB-booted Debian system from N to N+1 (1 h+)"
 	@echo "make kernel [BASE=$(DEFAULT_BASE)]   the same without packaging"
-	@echo "make rpm [BASE=$(DEFAULT_BASE)]      the kernel RPMs (kernel-devexcl, -devel) with rpmbuild, test config only (rpmlint-checked)"
+	@echo "make rpm [BASE=$(DEFAULT_BASE)] [FLAVOUR=...]  the kernel RPMs (kernel-devexcl[-FLAVOUR], -devel) by rpmbuild --rebuild of their .src.rpm (out/srpm/); rpmlint-checked"
 	@echo "make install-test-rpm [BASE=...]  after make rpm: kmod-xgpu against the -devel payload, install into an empty root, boot, xgpu selftest, erase"
+	@echo "make upgrade-test-rpm [BASE=...]  after make rpm: build release N+1; dnf installs N from a signed yum repository, upgrades to N+1 next to it, removes N"
 	@echo "make xgpu-deb                the xgpu-dkms and xgpu-tools packages (lintian-checked)"
 	@echo "make secureboot-check BASE=debian11 FLAVOUR=cloud-amd64   our packages signed with the test firmware's key, booted with"
 	@echo "                             Secure Boot enforced (OVMF snakeoil): lockdown, module signatures; BASE=debian11-kernel: Debian's own (control)"
@@ -97,10 +98,10 @@ repo: deps
 	if [ -n "$$s" ] && [ "$$s" != "$$(. /etc/os-release && echo $$VERSION_CODENAME)" ]; then sh ci/6-package/build-xgpu-deb $$s; \
 	else sh ci/6-package/build-xgpu-deb; fi
 	$(if $(REPO),DEVEXCL_REPO=$(REPO)) sh ci/6-package/publish-repo $(or $(BASE),$(DEFAULT_BASE))
-	@b=$(or $(BASE),$(DEFAULT_BASE)); \
-	if ls "$${DEVEXCL_OUT:-out}/rpm/$$b"/kernel-devexcl-*.rpm >/dev/null 2>&1; then \
+	@b=$(or $(BASE),$(DEFAULT_BASE)); d=$$b$(if $(filter-out test,$(FLAVOUR)),-$(FLAVOUR)); \
+	if ls "$${DEVEXCL_OUT:-out}/rpm/$$d"/kernel-devexcl-*.rpm >/dev/null 2>&1; then \
 	$(if $(YUM_REPO),DEVEXCL_YUM_REPO=$(YUM_REPO)) sh ci/6-package/publish-yum-repo $$b; \
-	else echo "make repo: no RPMs of $$b (make rpm BASE=$$b makes them): no yum repository published"; fi
+	else echo "make repo: no RPMs of $$b FLAVOUR=$(FLAVOUR) (make rpm BASE=$$b FLAVOUR=$(FLAVOUR) makes them): no yum repository published"; fi
 
 # The upgrade test (ci/6-package/upgrade-test-deb), BASE=<base> FLAVOUR=<Debian flavour>
 # (default: make deb's): release N is what make deb builds, the test builds release N+1
@@ -110,12 +111,19 @@ upgrade-test: deps
 	$(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR)
 	sh ci/6-package/upgrade-test-deb $(BASE)
 
-# rpmbuild builds the kernel itself from the base tarball + series (not from make kernel)
+# rpmbuild builds the kernel itself from the base tarball + series (not from make kernel),
+# by rpmbuild --rebuild of the source RPM it makes first (out/srpm/); FLAVOUR=<Debian
+# flavour>: Debian's config of it, signed with the vendor key (SIGN_KEY/SIGN_CERT)
 rpm: deps
 	sh ci/6-package/build-rpm $(or $(BASE),$(DEFAULT_BASE))
 
 install-test-rpm: deps
 	sh ci/6-package/install-test-rpm $(or $(BASE),$(DEFAULT_BASE))
+
+# after make rpm: release N+1 built (out/upgrade-next-rpm/), both published into a signed
+# yum repository, dnf installs N, upgrades to N+1 next to it, removes N
+upgrade-test-rpm: deps
+	sh ci/6-package/upgrade-test-rpm $(or $(BASE),$(DEFAULT_BASE))
 
 # UEFI Secure Boot enforced (ci/6-package/secureboot-check): BASE=<base> FLAVOUR=<flavour>
 # builds our packages signed with the key the test firmware trusts (Debian's ovmf snakeoil
