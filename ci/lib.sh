@@ -464,8 +464,9 @@ signed_by() {
 # and its maker removes it once the modules are packaged. WHAT names the step in errors.
 module_sig_pem() {
 	_kc=$(sh "$TOP/ci/6-package/signing-key") || return 1
-	mkdir -p "$(dirname -- "$1")"
-	chmod 700 "$(dirname -- "$1")"
+	# (each step checked: callers run this before ||, where set -e does not act)
+	{ mkdir -p "$(dirname -- "$1")" && chmod 700 "$(dirname -- "$1")"; } ||
+		die "$2" "cannot make $(dirname -- "$1") (mode 700) for the signing key"
 	# (rewritten by openssl: a key file without a final newline would run into the certificate)
 	if ! (umask 077 && { openssl pkey -in "${_kc% *}" && openssl x509 -in "${_kc#* }"; } >"$1.tmp") ||
 		! mv "$1.tmp" "$1"; then
@@ -489,7 +490,7 @@ debian_flavour_config() {
 	_pkg=linux-headers-$DEB_ABI-$FLAVOUR
 	_dl=$DEVEXCL_CACHE/debian-kernels
 	_deb=$_dl/${_pkg}_${APT_VERSION}_amd64.deb
-	mkdir -p "$_dl"
+	mkdir -p "$_dl" || die "$2" "cannot make $_dl"
 	if [ ! -f "$_deb" ] || [ "$(sha256sum "$_deb" | cut -d' ' -f1)" != "$_sha" ]; then
 		step "fetching Debian's $FLAVOUR config: $_pkg $APT_VERSION"
 		(APT_CONFIG=$(sh "$TOP/ci/host/apt-setup") && export APT_CONFIG &&
@@ -498,13 +499,17 @@ debian_flavour_config() {
 		_got=$(sha256sum "$_deb" | cut -d' ' -f1)
 		[ "$_got" = "$_sha" ] || die "$2" "$_pkg: sha256 $_got, bases/$BASE_NAME pins $_sha"
 	fi
-	mkdir -p "$DEVEXCL_WORK/tmp"
-	_x=$(mktemp -d "$DEVEXCL_WORK/tmp/flavour-config.XXXXXX") || return 1
+	{ mkdir -p "$DEVEXCL_WORK/tmp" && _x=$(mktemp -d "$DEVEXCL_WORK/tmp/flavour-config.XXXXXX"); } ||
+		die "$2" "cannot make a temporary directory in $DEVEXCL_WORK/tmp"
 	if ! dpkg-deb --fsys-tarfile "$_deb" | tar -xf - -C "$_x" "./usr/src/$_pkg/.config"; then
 		rm -rf "$_x"
 		die "$2" "no .config in $_pkg"
 	fi
-	mv "$_x/usr/src/$_pkg/.config" "$1"
+	# (checked: callers run this before ||, where set -e does not act)
+	if ! mv "$_x/usr/src/$_pkg/.config" "$1"; then
+		rm -rf "$_x"
+		die "$2" "cannot write $1"
+	fi
 	rm -rf "$_x"
 }
 
