@@ -77,7 +77,7 @@ load_base() {
 	DEB_ABI=
 	DEB_FLAVOURS=
 	DEB_SUITE=
-	if k=$(grep -m1 -oE '^(BASE_CI|COMPILE_USERS|INSTALL_TEST|NVIDIA_CHECK|BENCH_REFERENCE|KHUGEPAGED_FIX|XFAIL_STOCK)=' "$f"); then
+	if k=$(grep -m1 -oE '^(BASE_CI|COMPILE_USERS|INSTALL_TEST|NVIDIA_CHECK|BENCH_REFERENCE|KHUGEPAGED_FIX|DEPLOY_TEST|XFAIL_STOCK)=' "$f"); then
 		die "base $1" "bases/$1 sets ${k%=}: bases/ says what a base is; its CI policy is its row in ci/matrix, its expected stock failures are in ci/expected/xfail-stock"
 	fi
 	# shellcheck disable=SC1090
@@ -92,6 +92,16 @@ load_base() {
 		case " $(for _x in $DEB_FLAVOURS; do printf '%s ' "${_x%%:*}"; done)" in
 		*" $NVIDIA_CHECK "*) ;;
 		*) die "ci/matrix" "base $1: NVIDIA_CHECK '$NVIDIA_CHECK' is neither no nor one of its Debian flavours (DEB_FLAVOURS of bases/$1:$(for _x in $DEB_FLAVOURS; do printf ' %s' "${_x%%:*}"; done)${DEB_FLAVOURS:- none})" ;;
+		esac ;;
+	esac
+	# DEPLOY_TEST: no, or one of a source base's Debian flavours
+	case $BASE_KIND:$DEPLOY_TEST in
+	*:no) ;;
+	debian-kernel:*) die "ci/matrix" "base $1 is Debian's kernel: DEPLOY_TEST '$DEPLOY_TEST' is not no (the deployment tests build our kernel)" ;;
+	*)
+		case " $(for _x in $DEB_FLAVOURS; do printf '%s ' "${_x%%:*}"; done)" in
+		*" $DEPLOY_TEST "*) ;;
+		*) die "ci/matrix" "base $1: DEPLOY_TEST '$DEPLOY_TEST' is neither no nor one of its Debian flavours (DEB_FLAVOURS of bases/$1:$(for _x in $DEB_FLAVOURS; do printf ' %s' "${_x%%:*}"; done)${DEB_FLAVOURS:- none})" ;;
 		esac ;;
 	esac
 	# a Debian flavour is built (and its packages installed) in the release whose compiler
@@ -149,7 +159,7 @@ policy() {
 	case $2:$_v in
 	BASE_CI:build | BASE_CI:apply | BASE_CI:apply-only) ;;
 	BASE_CI:*) die "ci/matrix" "base $1: BASE_CI '$_v' is not build, apply or apply-only" ;;
-	NVIDIA_CHECK:*) ;;
+	NVIDIA_CHECK:* | DEPLOY_TEST:*) ;;
 	*:yes | *:no) ;;
 	*) die "ci/matrix" "base $1: $2 '$_v' is not yes or no" ;;
 	esac
@@ -157,7 +167,7 @@ policy() {
 }
 
 # load_policy BASE: BASE's row of ci/matrix into BASE_CI, COMPILE_USERS, INSTALL_TEST,
-# NVIDIA_CHECK, BENCH_REFERENCE, KHUGEPAGED_FIX
+# NVIDIA_CHECK, BENCH_REFERENCE, KHUGEPAGED_FIX, DEPLOY_TEST
 load_policy() {
 	BASE_CI=$(policy "$1" BASE_CI) || exit 1
 	COMPILE_USERS=$(policy "$1" COMPILE_USERS) || exit 1
@@ -165,6 +175,7 @@ load_policy() {
 	NVIDIA_CHECK=$(policy "$1" NVIDIA_CHECK) || exit 1
 	BENCH_REFERENCE=$(policy "$1" BENCH_REFERENCE) || exit 1
 	KHUGEPAGED_FIX=$(policy "$1" KHUGEPAGED_FIX) || exit 1
+	DEPLOY_TEST=$(policy "$1" DEPLOY_TEST) || exit 1
 }
 
 # policy_bases COLUMN VALUE: the bases whose ci/matrix row has VALUE in COLUMN, one per line
