@@ -469,6 +469,17 @@ signed_by() {
 	return $_r
 }
 
+# rpm_kernel_name: the kernel RPM's package name for FLAVOUR (specs/kernel-devexcl.spec):
+# kernel-devexcl for the test config, kernel-devexcl-<flavour> for a Debian flavour's
+rpm_kernel_name() {
+	if [ "$FLAVOUR" = test ]; then echo kernel-devexcl; else echo "kernel-devexcl-$FLAVOUR"; fi
+}
+
+# rpm_krel RPM: the kernel release a kernel RPM provides (kernel-uname-r); empty if none
+rpm_krel() {
+	rpm -qp --provides "$1" 2>/dev/null | sed -n 's/^kernel-uname-r = //p'
+}
+
 # module_sig_pem DEST WHAT: write the vendor key and its certificate
 # (ci/6-package/signing-key) into one PEM file DEST (mode 600), as CONFIG_MODULE_SIG_KEY
 # takes them; DEST is outside any build tree (nothing packaged from one may carry the key)
