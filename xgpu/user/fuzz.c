@@ -105,6 +105,7 @@ struct worker {
 	pthread_t th;
 	int id;
 	long calls;
+	long done;	/* calls made so far; __atomic_store_n() */
 	uint64_t rnd;
 	long errs[NERR];	/* [0]: success */
 	struct xgpu_atomic_op ops[XGPU_MAX_BATCH + 2];
@@ -271,6 +272,7 @@ static void *worker_fn(void *p)
 
 	for (n = 0; n < w->calls && !READ_ONCE(stop); n++) {
 		c = fuzz_call(w, &err);
+		__atomic_store_n(&w->done, n + 1, __ATOMIC_RELAXED);
 		if (!err || documented(c, err)) {
 			w->errs[err < NERR ? err : NERR - 1]++;
 			continue;
@@ -435,7 +437,7 @@ int test_fuzz_random_ioctls_documented_errnos(void)
 	struct disrupt d = { .workers = th };
 	uint64_t ds = 0x2545f4914f6cdd1dULL;
 	long total = 0, errs[NERR] = { 0 }, pin;
-	double t0, secs;
+	double t0, secs, shown;
 	int i, e;
 
 	if (opt_fuzz <= 0)
@@ -465,11 +467,25 @@ int test_fuzz_random_ioctls_documented_errnos(void)
 		CHECK(!pthread_create(&th[i], NULL, worker_fn, &w[i]),
 		      "pthread_create");
 	}
-	/* the disruptor: until the workers are done, an action every 20 ms */
+	/*
+	 * The disruptor: until the workers are done, an action every 20 ms.
+	 * Every 10 s a progress line, written out at once: if the runner's
+	 * timeout kills the test, its output tells a slow run from a stuck one.
+	 */
+	shown = t0;
 	while (__atomic_load_n(&ndone, __ATOMIC_ACQUIRE) < FUZZ_THREADS) {
 		disrupt_once(&d, &ds);
 		usleep(20000);
+		if (now() - shown < 10)
+			continue;
+		shown = now();
+		for (i = 0, total = 0; i < FUZZ_THREADS; i++)
+			total += __atomic_load_n(&w[i].done, __ATOMIC_RELAXED);
+		printf("# progress: %ld of %ld calls after %.0f s\n", total,
+		       opt_fuzz, shown - t0);
+		fflush(stdout);
 	}
+	total = 0;
 	for (i = 0; i < FUZZ_THREADS; i++)
 		pthread_join(th[i], NULL);
 	secs = now() - t0;
