@@ -35,14 +35,29 @@ info() {
 	printf '    %s\n' "$*"
 }
 
-# die "what" "why" [log]: the one error format of the pipeline
+# die "what" "why" [log]: the one error format of the pipeline. The message also goes
+# to the end of $DEVEXCL_ERRFILE when that is set (step_reason: CI's summary names it)
 die() {
 	if [ -n "${3:-}" ]; then
-		printf 'error: %s: %s (log: %s)\n' "$1" "$2" "$3" >&2
-	else
-		printf 'error: %s: %s\n' "$1" "$2" >&2
+		set -- "$1" "$2 (log: $3)"
 	fi
+	printf 'error: %s: %s\n' "$1" "$2" >&2
+	[ -z "${DEVEXCL_ERRFILE:-}" ] || printf '%s: %s\n' "$1" "$2" >>"$DEVEXCL_ERRFILE" || true
 	exit 1
+}
+
+# run_step COMMAND...: run COMMAND with $DEVEXCL_ERRFILE set to a file of its own, and
+# set step_why to the last error that die() (or guest_reports) wrote there, one line of at
+# most 300 characters, or "see the error above" when there is none; returns COMMAND's status
+run_step() {
+	mkdir -p "$DEVEXCL_OUT"
+	_errf=$(mktemp "$DEVEXCL_OUT/.step-error.XXXXXX")
+	_rc=0
+	DEVEXCL_ERRFILE=$_errf "$@" || _rc=$?
+	step_why=$(tail -n 1 "$_errf" | cut -c1-300)
+	rm -f "$_errf"
+	step_why=${step_why:-see the error above}
+	return $_rc
 }
 
 need_tool() {
@@ -777,6 +792,9 @@ guest_reports() {
 	[ -s "$1/splats.txt" ] || return 0
 	printf 'error: %s: kernel reports in the guest log (log: %s):\n' "$2" "$1/console.log" >&2
 	head -n 20 "$1/splats.txt" | sed 's/^/    /' >&2
+	[ -z "${DEVEXCL_ERRFILE:-}" ] ||
+		printf '%s: kernel reports in the guest log, the first: %s (log: %s)\n' "$2" \
+			"$(head -n 1 "$1/splats.txt")" "$1/console.log" >>"$DEVEXCL_ERRFILE" || true
 	return 1
 }
 
