@@ -31,6 +31,7 @@
 #define ARENA_LEN	(2 * HPAGE)	/* per arena; the upper half churns */
 #define ZONE_LEN	(64 * PAGE)
 #define NERR		140
+#define FUZZ_STALL_S	60	/* no call finished for this long: stuck */
 
 static const struct {
 	const char *name;
@@ -436,8 +437,8 @@ int test_fuzz_random_ioctls_documented_errnos(void)
 	struct sigaction sa = { .sa_handler = on_sigusr1 }, old_sa;
 	struct disrupt d = { .workers = th };
 	uint64_t ds = 0x2545f4914f6cdd1dULL;
-	long total = 0, errs[NERR] = { 0 }, pin;
-	double t0, secs, shown;
+	long total = 0, last = 0, errs[NERR] = { 0 }, pin;
+	double t0, secs, shown, moved;
 	int i, e;
 
 	if (opt_fuzz <= 0)
@@ -471,8 +472,11 @@ int test_fuzz_random_ioctls_documented_errnos(void)
 	 * The disruptor: until the workers are done, an action every 20 ms.
 	 * Every 10 s a progress line, written out at once: if the runner's
 	 * timeout kills the test, its output tells a slow run from a stuck one.
+	 * No call finished by any worker for FUZZ_STALL_S: stuck, and the test
+	 * ends there (_exit: the workers may be inside the module).
 	 */
 	shown = t0;
+	moved = t0;
 	while (__atomic_load_n(&ndone, __ATOMIC_ACQUIRE) < FUZZ_THREADS) {
 		disrupt_once(&d, &ds);
 		usleep(20000);
@@ -483,6 +487,15 @@ int test_fuzz_random_ioctls_documented_errnos(void)
 			total += __atomic_load_n(&w[i].done, __ATOMIC_RELAXED);
 		printf("# progress: %ld of %ld calls after %.0f s\n", total,
 		       opt_fuzz, shown - t0);
+		if (total != last) {
+			last = total;
+			moved = shown;
+		} else if (shown - moved >= FUZZ_STALL_S) {
+			printf("# stuck: no call finished in %.0f s (%ld of %ld calls made)\n",
+			       shown - moved, total, opt_fuzz);
+			fflush(stdout);
+			_exit(1);
+		}
 		fflush(stdout);
 	}
 	total = 0;
