@@ -51,13 +51,14 @@ die() {
 # most 300 characters, or "see the error above" when there is none; returns COMMAND's status
 run_step() {
 	mkdir -p "$DEVEXCL_OUT"
-	_errf=$(mktemp "$DEVEXCL_OUT/.step-error.XXXXXX")
-	_rc=0
-	DEVEXCL_ERRFILE=$_errf "$@" || _rc=$?
-	step_why=$(tail -n 1 "$_errf" | cut -c1-300)
-	rm -f "$_errf"
+	# (names of its own: a caller's _rc or _errf survives it)
+	_run_step_f=$(mktemp "$DEVEXCL_OUT/.step-error.XXXXXX")
+	_run_step_rc=0
+	DEVEXCL_ERRFILE=$_run_step_f "$@" || _run_step_rc=$?
+	step_why=$(tail -n 1 "$_run_step_f" | cut -c1-300)
+	rm -f "$_run_step_f"
 	step_why=${step_why:-see the error above}
-	return $_rc
+	return $_run_step_rc
 }
 
 need_tool() {
