@@ -802,9 +802,12 @@ guest_reports() {
 # shadow_standins ROOT: kmod-xgpu's %pre makes the group xgpu with shadow-utils (getent
 # group || groupadd -r; Requires(pre): shadow-utils), which an empty --root lacks, and so
 # does Debian's busybox-static: an /etc/group and two shell stand-ins for them in ROOT, so
-# that %pre runs (and its group can be checked in ROOT/etc/group)
+# that %pre runs (and its group can be checked in ROOT/etc/group); and the /dev/null its
+# getent writes to (without it the redirection fails, and %pre runs groupadd for a group
+# that is there: an upgrade's second kmod-xgpu failed so)
 shadow_standins() {
-	mkdir -p "$1/etc" "$1/usr/bin" "$1/usr/sbin"
+	mkdir -p "$1/etc" "$1/usr/bin" "$1/usr/sbin" "$1/dev"
+	[ -c "$1/dev/null" ] || mknod -m 666 "$1/dev/null" c 1 3
 	echo 'root:x:0:' >"$1/etc/group"
 	# (plain sh: the root has no grep or wc, only busybox as /bin/sh)
 	# shellcheck disable=SC2016 # (the stand-ins' own arguments)
