@@ -46,6 +46,14 @@ die() {
 	exit 1
 }
 
+# fuzz_timeout CALLS PER_TEST: xgpu's fuzzer's own timeout in seconds, 10 ms a call and at
+# least the others' (PER_TEST + the guest's 30 s); ci/5-boot/boot says why
+fuzz_timeout() {
+	_ft=$(($1 / 100))
+	[ "$_ft" -ge $(($2 + 30)) ] || _ft=$(($2 + 30))
+	echo "$_ft"
+}
+
 # run_step COMMAND...: run COMMAND with $DEVEXCL_ERRFILE set to a file of its own, and
 # set step_why to the last error that die() (or guest_reports) wrote there, one line of at
 # most 300 characters, or "see the error above" when there is none; returns COMMAND's status
