@@ -4,10 +4,11 @@
 DEFAULT_BASE := 5.10.223
 BASE ?=
 # make deb without BASE and FLAVOUR (README's main command): Debian 11's kernel with
-# Debian's cloud-amd64 config + the series and the feature (README: Packages)
+# Debian's cloud-amd64 config + the series and the feature (README: Packages); with
+# ARCH=arm64 (no Debian arm64 config is pinned): the test flavour of $(DEFAULT_BASE)
 DEB_DEFAULT_BASE := debian11
 DEB_DEFAULT_FLAVOUR := cloud-amd64
-ifeq ($(origin FLAVOUR)$(BASE),undefined)
+ifeq ($(origin FLAVOUR)$(BASE)$(if $(filter command line,$(origin ARCH)),$(filter arm64 aarch64,$(ARCH))),undefined)
 deb: BASE := $(DEB_DEFAULT_BASE)
 deb: FLAVOUR := $(DEB_DEFAULT_FLAVOUR)
 repo: BASE := $(DEB_DEFAULT_BASE)
@@ -39,6 +40,7 @@ export FLAVOUR
 
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
+	@echo "make deb ARCH=arm64          the test flavour of $(DEFAULT_BASE) cross-built for arm64 (BASE=6.12.107: that base)"
 	@echo "make deb BASE=... [FLAVOUR=test]  any base; FLAVOUR=test (default when BASE or FLAVOUR is given): the tiny debug config CI boots;"
 	@echo "                             FLAVOUR=<flavour>: Debian's own config of that flavour (debian11: cloud-amd64, amd64; debian12: cloud-amd64, amd64; 6.12.107: cloud-amd64, amd64, built in Debian 13)"
 	@echo "                             SIGN_KEY=key.pem SIGN_CERT=cert.pem: the vendor key that signs the kernel image (Secure Boot) and modules"
