@@ -321,7 +321,18 @@ struct disrupt {
 	long mremap_refused;	/* a zone of several VMAs: mapped again instead */
 	int child_bad;
 	int errors;
+	const char *err_what;	/* the first failed disruption, and its errno */
+	int err_errno;
 };
+
+/* count a failed disruption; the first is named, with its errno */
+static void disrupt_failed(struct disrupt *d, const char *what)
+{
+	if (!d->errors++) {
+		d->err_what = what;
+		d->err_errno = errno;
+	}
+}
 
 /*
  * Nothing else in this process maps memory while the workers run, so a
@@ -339,7 +350,8 @@ static void disrupt_once(struct disrupt *d, uint64_t *s)
 	case 0:	/* munmap, then map again */
 		munmap(z, len);
 		sched_yield();
-		d->errors += remap(z, len, a);
+		if (remap(z, len, a))
+			disrupt_failed(d, "mmap");
 		break;
 	case 1:	/* mremap away and back */
 		if (mremap(z, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, spare) !=
@@ -347,14 +359,18 @@ static void disrupt_once(struct disrupt *d, uint64_t *s)
 			/* EFAULT: the zone spans VMAs (earlier remaps) */
 			d->mremap_refused++;
 			if (errno != EFAULT)
-				d->errors++;
+				disrupt_failed(d, "mremap");
 			munmap(z, len);
-			d->errors += remap(z, len, a);
+			if (remap(z, len, a))
+				disrupt_failed(d, "mmap");
 			break;
 		}
 		sched_yield();
-		if (mremap(spare, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, z) != z)
-			d->errors += remap(z, len, a) + 1;
+		if (mremap(spare, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, z) != z) {
+			disrupt_failed(d, "mremap back");
+			if (remap(z, len, a))
+				disrupt_failed(d, "mmap");
+		}
 		mmap(spare, HPAGE, PROT_NONE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 		break;
@@ -381,16 +397,20 @@ static void disrupt_once(struct disrupt *d, uint64_t *s)
 			arena[!a][PAGE * (rnd(s) % 8)]++;
 			_exit(bad);
 		}
-		if (pid < 0 || waitpid(pid, &status, 0) != pid)
-			d->errors++;
+		if (pid < 0)
+			disrupt_failed(d, "fork");
+		else if (waitpid(pid, &status, 0) != pid)
+			disrupt_failed(d, "waitpid");
 		else if (!WIFEXITED(status) || WEXITSTATUS(status))
 			d->child_bad = status;
 		break;
 	case 5:	/* a descriptor replaced while ioctls run on it */
 		k = rnd(s) % FUZZ_FDS;
 		nfd = xgpu_open();
-		if (nfd < 0 || dup2(nfd, fds[k]) != fds[k])
-			d->errors++;
+		if (nfd < 0)
+			disrupt_failed(d, "open");
+		else if (dup2(nfd, fds[k]) != fds[k])
+			disrupt_failed(d, "dup2");
 		if (nfd >= 0)
 			close(nfd);
 		break;
@@ -527,7 +547,8 @@ int test_fuzz_random_ioctls_documented_errnos(void)
 	       d.actions[6]);
 	if (fail_msg[0])
 		return t_fail("%s", fail_msg);
-	CHECK(!d.errors, "%d disruptions failed (mmap, mremap, open, fork)", d.errors);
+	CHECK(!d.errors, "%d disruptions failed, the first: %s (%s)", d.errors,
+	      d.err_what, strerror(d.err_errno));
 	CHECK(!d.child_bad,
 	      "a fork child: status %#x (exit 1: an inherited fd was usable)",
 	      d.child_bad);
