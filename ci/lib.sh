@@ -452,6 +452,11 @@ deb_sign_image() {
 	echo "/$2 signed for Secure Boot by '$(cert_name "$4")'"
 }
 
+# is_elf FILE: 0 when FILE starts with the ELF magic
+is_elf() {
+	[ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]
+}
+
 # module_plain KO OUT: the module KO, decompressed when it is .ko.xz/.zst/.gz (Debian 13
 # compresses its modules), into OUT
 module_plain() {
