@@ -762,6 +762,12 @@ guest_slot_free() {
 # console goes to RUN/console.log, the KTAP to RUN/ktap.txt, both with CRLF turned into
 # LF; QEMU's own output to RUN/qemu.log; boot_seconds is added to RUN/meta (from when it got
 # its guest slot). Returns QEMU's exit status (124 or 137: LIMIT passed).
+# x86_64 guests get their 2 CPUs as 2 sockets: the test kernels have no ACPI, and the MP
+# table of QEMU's SeaBIOS names one CPU per socket, so a plain "-smp 2" (1 socket, 2 cores
+# since QEMU 6.2) booted them with 1 CPU (every x86_64 run until 2026-12-06). The guest
+# reports the CPUs it brought up ("# cpus:" in its KTAP header) and ci/5-boot/boot fails a
+# run that had fewer than GUEST_CPUS.
+GUEST_CPUS=2
 qemu_guest() {
 	_run=$1
 	_limit=$2
@@ -774,11 +780,11 @@ qemu_guest() {
 		set -- qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on \
 			-object memory-backend-ram,id=mem0,size=1024M -object memory-backend-ram,id=mem1,size=1024M \
 			-numa node,nodeid=0,cpus=0,memdev=mem0 -numa node,nodeid=1,cpus=1,memdev=mem1 \
-			-serial "file:$_run/console.log" -device virtio-serial-pci \
+			-smp "$GUEST_CPUS" -serial "file:$_run/console.log" -device virtio-serial-pci \
 			-chardev "file,id=ktap,path=$_run/ktap.txt" -device virtconsole,chardev=ktap "$@"
 	else
 		need_tool qemu-system-x86_64 qemu-system-x86
-		set -- qemu-system-x86_64 -vga none \
+		set -- qemu-system-x86_64 -vga none -smp "$GUEST_CPUS,sockets=$GUEST_CPUS" \
 			-serial "file:$_run/console.log" -serial "file:$_run/ktap.txt" "$@"
 	fi
 	guest_slot
@@ -786,7 +792,7 @@ qemu_guest() {
 	set +e
 	_q=$1
 	shift
-	timeout -k 10 "$_limit" "$_q" -accel "${DEVEXCL_ACCEL:-tcg}" -smp 2 -m 2048 \
+	timeout -k 10 "$_limit" "$_q" -accel "${DEVEXCL_ACCEL:-tcg}" -m 2048 \
 		-display none -monitor none -no-reboot "$@" >"$_run/qemu.log" 2>&1
 	_rc=$?
 	set -e
