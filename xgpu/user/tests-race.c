@@ -461,19 +461,19 @@ static void *fork_ops(void *p)
 	return NULL;
 }
 
-static int test_fork_never_fails_while_atomics_run(void)
+/* fork() for opt_seconds while @nthreads threads run ATOMIC on 16 pages */
+static int fork_while_atomics_run(int nthreads)
 {
 	struct forker f = { 0 };
 	long forks = 0, failed = 0;
-	pthread_t th[2];
+	pthread_t th[16];
 	int i, first = 0;
 	double end;
 
-	NEED_ATOMICS();
 	f.mem = map_anon(16 * PAGE, 0);
 	CHECK(f.mem, "mmap");
-	for (i = 0; i < 2; i++)
-		pthread_create(&th[i], NULL, fork_ops, &f);
+	for (i = 0; i < nthreads; i++)
+		CHECK(!pthread_create(&th[i], NULL, fork_ops, &f), "pthread_create");
 	end = now() + opt_seconds;
 	while (now() < end) {
 		pid_t pid = fork();
@@ -490,14 +490,37 @@ static int test_fork_never_fails_while_atomics_run(void)
 		waitpid(pid, NULL, 0);
 	}
 	WRITE_ONCE(f.stop, 1);
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < nthreads; i++)
 		pthread_join(th[i], NULL);
 	munmap(f.mem, 16 * PAGE);
-	printf("# %ld forks, %ld failed\n", forks, failed);
+	printf("# %d threads: %ld forks, %ld failed\n", nthreads, forks, failed);
 	CHECK(!f.err, "ATOMIC failed: %d", f.err);
 	CHECK(!failed, "%ld of %ld forks failed (first: %s)", failed, forks,
 	      strerror(first));
 	return T_PASS;
+}
+
+static int test_fork_never_fails_while_atomics_run(void)
+{
+	NEED_ATOMICS();
+	return fork_while_atomics_run(2);
+}
+
+/*
+ * The same with more converting threads than CPUs, as on a loaded machine:
+ * a thread that waits for the driver's lock, or is woken and waits for a
+ * CPU, stays in the driver's critical section for longer.  A driver that
+ * holds the page lock there without the mmap_lock leaves pages locked
+ * while fork() copies them.
+ */
+static int test_fork_never_fails_with_more_threads_than_cpus(void)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	NEED_ATOMICS();
+	if (ncpu < 1)
+		ncpu = 1;
+	return fork_while_atomics_run(ncpu * 3 > 16 ? 16 : ncpu * 3);
 }
 
 /* ---- THP tail pages ------------------------------------------------ */
@@ -818,6 +841,7 @@ const struct xgpu_test tests_race[] = {
 	TEST(test_two_contexts_one_mm_take_pages_from_each_other),
 	TEST(test_ops_race_munmap_mremap_mprotect_close_fork),
 	TEST(test_fork_never_fails_while_atomics_run),
+	TEST(test_fork_never_fails_with_more_threads_than_cpus),
 	TEST(test_acquire_unaffected_by_unrelated_mprotect),
 	TEST(test_thp_tail_pages_every_api),
 	TEST(test_exit_with_job_in_flight),
