@@ -159,7 +159,10 @@ struct xgpu_stats_ctr {
  * @nchunks: chunks in @chunks; read by debugfs without the lock
  * @sweep_at: the next sweep comes when @nchunks reaches it (chunk_lock)
  * @pt_lock: protects @pt, @npages and the use of the pages @pt holds, and
- *	orders mmu_interval_set_seq() against mmu_interval_read_retry()
+ *	orders mmu_interval_set_seq() against mmu_interval_read_retry().  A
+ *	leaf (README.md, lock order): taken under the mmap_lock and page locks;
+ *	nothing under it faults, takes the mmap_lock or a page lock, or
+ *	allocates with GFP_KERNEL
  * @pt: device page table: page index -> struct page * of an atomic
  *	(device-exclusive) entry; no reference is held.  Entries exist only inside
  *	registered chunks.  An entry marked XGPU_STALE was revoked by an
@@ -723,10 +726,17 @@ static int xgpu_pt_install(struct xgpu_ctx *ctx, unsigned long addr,
 /*
  * Make the page at @addr (page aligned, in @chunk) device-exclusive and
  * install its atomic entry.  On success returns 0 with pt_lock held; the
- * page is unlocked as soon as its entry is recorded (a locked page makes
- * fork() fail), the entry under pt_lock keeps it usable.  Runs in the
- * caller's context (current->mm == ctx->mm).  Ends on a signal (-EINTR),
- * the kill switch (-EOPNOTSUPP) or after XGPU_RETRY_MS (-EAGAIN).
+ * page is unlocked as soon as its entry is recorded, the entry under
+ * pt_lock keeps it usable.  The mmap_lock stays held (for reading) until
+ * the page is unlocked: fork() copies a device-exclusive PTE only by
+ * restoring it, which only trylocks its page, under the mmap_lock held for
+ * writing, and fails with -ENOMEM if the page is locked; so fork() waits
+ * for us instead of finding the page locked while we wait for pt_lock.
+ * (mmap_lock, page lock, then pt_lock: the order README.md gives; fork,
+ * munmap and mprotect call the notifiers, which take pt_lock, under the
+ * mmap_lock.)
+ * Runs in the caller's context (current->mm == ctx->mm).  Ends on a signal
+ * (-EINTR), the kill switch (-EOPNOTSUPP) or after XGPU_RETRY_MS (-EAGAIN).
  */
 static int xgpu_acquire_page(struct xgpu_ctx *ctx, struct xgpu_chunk *chunk,
 			     unsigned long addr)
@@ -774,7 +784,8 @@ static int xgpu_acquire_page(struct xgpu_ctx *ctx, struct xgpu_chunk *chunk,
 			page = xgpu_make_exclusive(mm, addr, XGPU_OWNER);
 			ret = PTR_ERR_OR_ZERO(page);
 		}
-		mmap_read_unlock(mm);
+		if (ret)
+			mmap_read_unlock(mm);
 		if (ret == -EAGAIN) {
 			dirty = true;
 			continue;
@@ -784,15 +795,18 @@ static int xgpu_acquire_page(struct xgpu_ctx *ctx, struct xgpu_chunk *chunk,
 		if (ret)
 			break;
 
+		/* page locked, mmap_lock held: see above */
 		dirty = true;
 		if (mutex_lock_killable(&ctx->pt_lock)) {
 			xgpu_exclusive_done(page);
+			mmap_read_unlock(mm);
 			ret = -EINTR;
 			break;
 		}
 		if (mmu_interval_read_retry(&chunk->notifier, seq)) {
 			mutex_unlock(&ctx->pt_lock);
 			xgpu_exclusive_done(page);
+			mmap_read_unlock(mm);
 			continue;
 		}
 		/* the kill switch revokes under pt_lock after clearing the flag */
@@ -800,6 +814,7 @@ static int xgpu_acquire_page(struct xgpu_ctx *ctx, struct xgpu_chunk *chunk,
 		if (!ret)
 			ret = xgpu_pt_install(ctx, addr, page, may_exceed);
 		xgpu_exclusive_done(page);
+		mmap_read_unlock(mm);
 		if (ret) {
 			mutex_unlock(&ctx->pt_lock);
 			/*
