@@ -234,15 +234,19 @@ list_bases() {
 # virt; its builds, artifacts, guest dirs, logs and runs are named with the suffix
 # -arm64 (ARSUFFIX), so both architectures of a base live side by side on one tree.
 # CROSS_PKG: the Debian package of the cross compiler (empty: none needed).
-DEVEXCL_ARCH=${DEVEXCL_ARCH:-x86_64}
-case $DEVEXCL_ARCH in
-x86_64 | amd64 | x86)
-	DEVEXCL_ARCH=x86_64 ARSUFFIX='' KARCH=x86_64 CROSS='' CROSS_PKG='' KIMAGE=bzImage KIMAGE_PATH=arch/x86/boot/bzImage ;;
-arm64 | aarch64)
-	DEVEXCL_ARCH=arm64 ARSUFFIX=-arm64 KARCH=arm64 CROSS=aarch64-linux-gnu- CROSS_PKG=gcc-aarch64-linux-gnu
-	KIMAGE=Image KIMAGE_PATH=arch/arm64/boot/Image ;;
-*) die "architecture" "DEVEXCL_ARCH (make ARCH=) '$DEVEXCL_ARCH' is not one of: x86_64 arm64" ;;
-esac
+# arch_vars ARCH: set DEVEXCL_ARCH and the names above for ARCH (also in a subshell, for
+# another architecture's paths)
+arch_vars() {
+	case $1 in
+	x86_64 | amd64 | x86)
+		DEVEXCL_ARCH=x86_64 ARSUFFIX='' KARCH=x86_64 CROSS='' CROSS_PKG='' KIMAGE=bzImage KIMAGE_PATH=arch/x86/boot/bzImage ;;
+	arm64 | aarch64)
+		DEVEXCL_ARCH=arm64 ARSUFFIX=-arm64 KARCH=arm64 CROSS=aarch64-linux-gnu- CROSS_PKG=gcc-aarch64-linux-gnu
+		KIMAGE=Image KIMAGE_PATH=arch/arm64/boot/Image ;;
+	*) die "architecture" "DEVEXCL_ARCH (make ARCH=) '$1' is not one of: x86_64 arm64" ;;
+	esac
+}
+arch_vars "${DEVEXCL_ARCH:-x86_64}"
 export DEVEXCL_ARCH
 
 # FLAVOUR: the kernel configuration. "test" (default): the tiny debug config the QEMU
