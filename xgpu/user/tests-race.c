@@ -636,7 +636,7 @@ static void *unrelated_churn(void *p)
 static int test_acquire_unaffected_by_unrelated_mprotect(void)
 {
 	char *mem, *other;
-	double end, worst = 0, base = 0, bound;
+	double end, worst = 0, base = 0;
 	long calls = 0, eagain = 0;
 	struct xgpu_stats s0, s1;
 	pthread_t th;
@@ -664,7 +664,6 @@ static int test_acquire_unaffected_by_unrelated_mprotect(void)
 		for (i = 0; i < 256; i++)
 			mem[i * PAGE]++;
 	}
-	bound = base * 4 > 1.0 ? base * 4 : 1.0;
 	pthread_create(&th, NULL, unrelated_churn, other);
 	xgpu_stats(dev_fd, &s0);
 	end = now() + opt_seconds;
@@ -696,8 +695,19 @@ static int test_acquire_unaffected_by_unrelated_mprotect(void)
 	      "%llu retries in %ld calls: unrelated invalidations hit the acquisitions",
 	      (unsigned long long)(s1.retries - s0.retries), calls);
 	CHECK(!eagain, "%ld of %ld ACQUIREs failed with EAGAIN", eagain, calls);
-	/* four times the unloaded cost, and never less than 1 s */
-	CHECK(worst < bound, "an ACQUIRE took %.2f s (%.3f s without the churn)", worst, base);
+	/*
+	 * How long an ACQUIRE took is printed, not bounded.  The bound was
+	 * four times the unloaded cost, and never less than 1 s, set when the
+	 * x86_64 guests ran on one CPU (0.40-0.45 s then).  With 2 CPUs the
+	 * churn runs beside the ACQUIRE for real and it took 0.85-2.14 s
+	 * (0.08-0.19 s unloaded; 5.10.223 and arm64 6.12.107, 2026-12-06),
+	 * with xgpu before and after 255153b alike (interleaved boots of
+	 * 5.10.223 beside a CI run: 1.78, 1.59, 2.14 s before, 1.76, 1.64,
+	 * 2.09 s after): a cost of SMP guests under TCG, not understood yet,
+	 * that no bound here tells from a regression.
+	 * What the test is about, invalidations of other ranges making
+	 * ACQUIRE retry, the two checks above see directly.
+	 */
 	return T_PASS;
 }
 
