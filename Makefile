@@ -36,7 +36,7 @@ endif
 FLAVOUR ?= test
 export FLAVOUR
 
-.PHONY: help bases deps fetch kernel deb repo upgrade-test rpm install-test-rpm upgrade-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel deb source-deb source-deb-check repo upgrade-test rpm install-test-rpm upgrade-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
@@ -53,6 +53,9 @@ help:
 	@echo "make rpm [BASE=$(DEFAULT_BASE)] [FLAVOUR=...]  the kernel RPMs (kernel-devexcl[-FLAVOUR], -devel) by rpmbuild --rebuild of their .src.rpm (out/srpm/); rpmlint-checked"
 	@echo "make install-test-rpm [BASE=...]  after make rpm: kmod-xgpu against the -devel payload, install into an empty root, boot, xgpu selftest, erase"
 	@echo "make upgrade-test-rpm [BASE=...]  after make rpm: build release N+1; dnf installs N from a signed yum repository, upgrades to N+1 next to it, removes N"
+	@echo "make source-deb [BASE=$(DEFAULT_BASE)]   the Debian source package linux-devexcl (.dsc, 3.0 (quilt): orig = the base, debian/patches = the series; test flavour)"
+	@echo "make source-deb-check [BASE=$(DEFAULT_BASE)]   make deb FLAVOUR=test and make source-deb, then rebuild the .dsc in a clean chroot of the base's release:"
+	@echo "                             the same packages as make deb's (names, versions, relations, files)"
 	@echo "make xgpu-deb                the xgpu-dkms and xgpu-tools packages (lintian-checked)"
 	@echo "make secureboot-check BASE=debian11 FLAVOUR=cloud-amd64   our packages signed with the test firmware's key, booted with"
 	@echo "                             Secure Boot enforced (OVMF snakeoil): lockdown, module signatures; BASE=debian11-kernel: Debian's own (control)"
@@ -149,6 +152,14 @@ nvidia-check: deps
 	elif [ "$(FLAVOUR)" = test ]; then echo "error: nvidia-check: BASE=$(BASE) needs FLAVOUR=<Debian flavour> (NVIDIA's conftests need a full config; the test config is too small)" >&2; exit 2; \
 	else $(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR); fi
 	sh ci/6-package/nvidia-check $(BASE)
+
+source-deb: kernel
+	sh ci/6-package/build-source-deb $(or $(BASE),$(DEFAULT_BASE))
+
+source-deb-check: kernel
+	FLAVOUR=test sh ci/6-package/build-deb $(or $(BASE),$(DEFAULT_BASE))
+	FLAVOUR=test sh ci/6-package/build-source-deb $(or $(BASE),$(DEFAULT_BASE))
+	FLAVOUR=test sh ci/6-package/rebuild-source-deb $(or $(BASE),$(DEFAULT_BASE))
 
 xgpu-deb: deps
 	sh ci/6-package/build-xgpu-deb
