@@ -410,6 +410,25 @@ control_add_provides() {
 	fi
 }
 
+# kernel_lintian WHAT LOG DEB...: lintian on kernel packages, errors and warnings fail
+# (dying, naming WHAT, with the first of them); the tags of debian/kernel.lintian-suppress
+# are suppressed, each with its reason there. Informational tags are shown.
+kernel_lintian() {
+	_kw=$1 _kl=$2
+	shift 2
+	if ! grep -v '^#' "$TOP/debian/kernel.lintian-suppress" >"$DEVEXCL_WORK/kernel.lintian-suppress" ||
+		! lintian --fail-on error,warning --suppress-tags-from-file "$DEVEXCL_WORK/kernel.lintian-suppress" \
+			"$@" >"$_kl" 2>&1; then
+		grep '^[EW]:' "$_kl" | head -n 20 | sed 's/^/    /' >&2
+		die "$_kw" "lintian reports errors or warnings on the kernel packages" "$_kl"
+	fi
+	if grep -q '^[EWI]:' "$_kl"; then
+		info "lintian: informational tags only:"
+		grep '^[EWI]:' "$_kl" | sed 's/^/    /'
+	fi
+	info "lintian clean (log: $_kl)"
+}
+
 # deb_add_provides DEB VALUE: control_add_provides on DEB's control file, and DEB rebuilt
 # in place (its files stay as they are)
 deb_add_provides() {
