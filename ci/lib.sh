@@ -101,7 +101,7 @@ load_base() {
 	DEB_ABI=
 	DEB_FLAVOURS=
 	DEB_SUITE=
-	if k=$(grep -m1 -oE '^(BASE_CI|COMPILE_USERS|INSTALL_TEST|NVIDIA_CHECK|BENCH_REFERENCE|KHUGEPAGED_FIX|DEPLOY_TEST|XFAIL_STOCK)=' "$f"); then
+	if k=$(grep -m1 -oE '^(BASE_CI|COMPILE_USERS|INSTALL_TEST|NVIDIA_CHECK|BENCH_REFERENCE|KHUGEPAGED_FIX|DEPLOY_TEST|BENCH|XFAIL_STOCK)=' "$f"); then
 		die "base $1" "bases/$1 sets ${k%=}: bases/ says what a base is; its CI policy is its row in ci/matrix, its expected stock failures are in ci/expected/xfail-stock"
 	fi
 	# shellcheck disable=SC1090
@@ -130,7 +130,7 @@ load_base() {
 	esac
 	# a Debian flavour is built (and its packages installed) in the release whose compiler
 	# built Debian's config, where that differs from the base's own (DEB_SUITE)
-	if [ "$FLAVOUR" != test ] && [ -n "$DEB_SUITE" ]; then
+	if ! tiny_flavour && [ -n "$DEB_SUITE" ]; then
 		BUILD_SUITE=$DEB_SUITE
 	fi
 	if [ "$BASE_KIND" = debian-kernel ]; then
@@ -191,7 +191,7 @@ policy() {
 }
 
 # load_policy BASE: BASE's row of ci/matrix into BASE_CI, COMPILE_USERS, INSTALL_TEST,
-# NVIDIA_CHECK, BENCH_REFERENCE, KHUGEPAGED_FIX, DEPLOY_TEST
+# NVIDIA_CHECK, BENCH_REFERENCE, KHUGEPAGED_FIX, DEPLOY_TEST, BENCH
 load_policy() {
 	BASE_CI=$(policy "$1" BASE_CI) || exit 1
 	COMPILE_USERS=$(policy "$1" COMPILE_USERS) || exit 1
@@ -200,6 +200,7 @@ load_policy() {
 	BENCH_REFERENCE=$(policy "$1" BENCH_REFERENCE) || exit 1
 	KHUGEPAGED_FIX=$(policy "$1" KHUGEPAGED_FIX) || exit 1
 	DEPLOY_TEST=$(policy "$1" DEPLOY_TEST) || exit 1
+	BENCH=$(policy "$1" BENCH) || exit 1
 }
 
 # policy_bases COLUMN VALUE: the bases whose ci/matrix row has VALUE in COLUMN, one per line
@@ -250,7 +251,8 @@ arch_vars "${DEVEXCL_ARCH:-x86_64}"
 export DEVEXCL_ARCH
 
 # FLAVOUR: the kernel configuration. "test" (default): the tiny debug config the QEMU
-# tests boot; otherwise a Debian flavour the base lists in DEB_FLAVOURS (Debian's own
+# tests boot; "bench": the same tiny config without the debug options, for make bench
+# (ci/5-boot/bench; BENCH_CONFIGS); otherwise a Debian flavour the base lists in DEB_FLAVOURS (Debian's own
 # config of that flavour + the feature fragment), built in the base's Debian release.
 FLAVOUR=${FLAVOUR:-test}
 export FLAVOUR
@@ -258,8 +260,17 @@ export FLAVOUR
 FLSUFFIX=
 [ "$FLAVOUR" = test ] || FLSUFFIX=-$FLAVOUR
 # arm64 has the test flavour only (Debian's arm64 flavour configs are not pinned yet)
-[ -z "$ARSUFFIX" ] || [ "$FLAVOUR" = test ] ||
-	die "flavour $FLAVOUR" "FLAVOUR=$FLAVOUR is an x86_64 (Debian amd64) config; DEVEXCL_ARCH=arm64 builds the test flavour only"
+# tiny_flavour: true for the flavours made from tinyconfig and our fragments (test, bench),
+# false for a Debian flavour (Debian's own config)
+tiny_flavour() {
+	[ "$FLAVOUR" = test ] || [ "$FLAVOUR" = bench ]
+}
+[ -z "$ARSUFFIX" ] || tiny_flavour ||
+	die "flavour $FLAVOUR" "FLAVOUR=$FLAVOUR is an x86_64 (Debian amd64) config; DEVEXCL_ARCH=arm64 builds the test and bench flavours only"
+# the fragments of the bench flavour, the same on every base (not the base's CONFIGS: a
+# base's extra test fragments would make its bench kernel differ from the reference's):
+# the test config, then configs/bench.config turning its debug options off
+BENCH_CONFIGS="feature test-debug bench"
 FLSUFFIX=$FLSUFFIX$ARSUFFIX
 
 # One source tree and one build directory per base (and per flavour other than test):
@@ -280,7 +291,7 @@ art_dir() {
 
 # guest_dir BASE VARIANT: the guest side of a variant: tests, initramfs root and image
 guest_dir() {
-	echo "$DEVEXCL_WORK/guest/$1-$2$ARSUFFIX"
+	echo "$DEVEXCL_WORK/guest/$1-$2$FLSUFFIX"
 }
 
 # x86_only WHAT: die unless DEVEXCL_ARCH is x86_64 (a step not yet done for arm64)
@@ -305,13 +316,13 @@ run_name() {
 	echo "$1$ARSUFFIX-$2-thp-$3"
 }
 
-# check_flavour: die unless FLAVOUR is test or one of the loaded base's DEB_FLAVOURS
+# check_flavour: die unless FLAVOUR is test, bench or one of the loaded base's DEB_FLAVOURS
 check_flavour() {
-	[ "$FLAVOUR" = test ] && return 0
+	tiny_flavour && return 0
 	for fl in $DEB_FLAVOURS; do
 		[ "${fl%%:*}" = "$FLAVOUR" ] && return 0
 	done
-	die "flavour $FLAVOUR" "not a flavour of base $BASE_NAME; valid: test$(for fl in $DEB_FLAVOURS; do printf ' %s' "${fl%%:*}"; done)"
+	die "flavour $FLAVOUR" "not a flavour of base $BASE_NAME; valid: test bench$(for fl in $DEB_FLAVOURS; do printf ' %s' "${fl%%:*}"; done)"
 }
 
 # kmake ARG...: make for the kernel tree of the loaded base. A base with BUILD_SUITE is
@@ -325,7 +336,7 @@ check_flavour() {
 # packaging) should not wait behind it.
 kmake() {
 	cc=
-	if [ "$FLAVOUR" != test ]; then
+	if ! tiny_flavour; then
 		cc=$(sed -n 's/^CONFIG_CC_VERSION_TEXT="\([^ ]*\) .*/\1/p' "$(build_dir "$BASE_NAME")/config.debian" 2>/dev/null)
 		[ -z "$cc" ] || command -v "$cc" >/dev/null 2>&1 || [ -n "$BUILD_SUITE" ] ||
 			die "build $BASE_NAME-$FLAVOUR" "Debian built this config with $cc; install it (apt-get install $cc) or set BUILD_SUITE in bases/$BASE_NAME"
