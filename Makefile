@@ -36,7 +36,7 @@ endif
 FLAVOUR ?= test
 export FLAVOUR
 
-.PHONY: help bases deps fetch kernel deb source-deb source-deb-check repo upgrade-test rpm install-test-rpm upgrade-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel bench deb source-deb source-deb-check repo upgrade-test rpm install-test-rpm upgrade-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
@@ -63,6 +63,7 @@ help:
 	@echo "                             against our packages: UVM HMM on, page API, symbols resolved; BASE=debian12-kernel: Debian's own (control)"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
 	@echo "make matrix [BASE=...]       the full matrix: builds and boots every base, x86_64 and arm64 (CI's make check: a subset, x86_64)"
+	@echo "make bench [BASE=...]        release (bench) kernels of the BENCH bases against 7.1 in interleaved boots: ratios, verdicts, plots (out/report/bench.md)"
 	@echo "make check|matrix|kernel ARCH=arm64   the arm64 test kernels only (cross-built, qemu-system-aarch64 -M virt)"
 	@echo "make report [FROM=\"DIR...\"]   the report of out/ again; FROM: merge the out/ directories of several runs into out/ first"
 	@echo "make page-check              after make check: open out/report/matrix.html in headless Chromium (report/matrix.png)"
@@ -184,6 +185,12 @@ lava-jobs:
 matrix:
 	@rm -f out/.check-rc; mkdir -p out
 	sh ci/check --full $(BASE); echo $$? >out/.check-rc; exit $$(cat out/.check-rc)
+
+# make bench: the performance comparison (ci/bench): bench kernels (the test config without
+# its debug options) of the bases ci/matrix marks BENCH=yes (or BASE=...) against the
+# BENCH_REFERENCE base, DEVEXCL_BENCH_BOOTS rounds of boots (default 5)
+bench: deps
+	FLAVOUR=bench sh ci/bench $(BASE)
 
 results:
 	sh ci/7-report/publish-results
