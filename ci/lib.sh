@@ -266,7 +266,7 @@ tiny_flavour() {
 	[ "$FLAVOUR" = test ] || [ "$FLAVOUR" = bench ]
 }
 [ -z "$ARSUFFIX" ] || tiny_flavour ||
-	die "flavour $FLAVOUR" "FLAVOUR=$FLAVOUR is an x86_64 (Debian amd64) config; DEVEXCL_ARCH=arm64 builds the test and bench flavours only"
+	die "flavour $FLAVOUR" "FLAVOUR=$FLAVOUR is an x86_64 (Debian amd64) config; DEVEXCL_ARCH=arm64 builds the test flavour only (and make bench's bench flavour)"
 # the fragments of the bench flavour, the same on every base (not the base's CONFIGS: a
 # base's extra test fragments would make its bench kernel differ from the reference's):
 # the test config, then configs/bench.config turning its debug options off
@@ -316,13 +316,20 @@ run_name() {
 	echo "$1$ARSUFFIX-$2-thp-$3"
 }
 
-# check_flavour: die unless FLAVOUR is test, bench or one of the loaded base's DEB_FLAVOURS
+# check_flavour: die unless FLAVOUR is test, bench (not for packaging: make bench's kernels
+# are measured, not shipped) or one of the loaded base's DEB_FLAVOURS
 check_flavour() {
-	tiny_flavour && return 0
+	if [ "$FLAVOUR" = bench ]; then
+		case $0 in
+		*/6-package/*) die "flavour bench" "FLAVOUR=bench is make bench's release test kernel, which is not packaged; packages are built from: test$(for fl in $DEB_FLAVOURS; do printf ' %s' "${fl%%:*}"; done)" ;;
+		esac
+		return 0
+	fi
+	[ "$FLAVOUR" = test ] && return 0
 	for fl in $DEB_FLAVOURS; do
 		[ "${fl%%:*}" = "$FLAVOUR" ] && return 0
 	done
-	die "flavour $FLAVOUR" "not a flavour of base $BASE_NAME; valid: test bench$(for fl in $DEB_FLAVOURS; do printf ' %s' "${fl%%:*}"; done)"
+	die "flavour $FLAVOUR" "not a flavour of base $BASE_NAME; valid: test$(for fl in $DEB_FLAVOURS; do printf ' %s' "${fl%%:*}"; done)"
 }
 
 # kmake ARG...: make for the kernel tree of the loaded base. A base with BUILD_SUITE is
