@@ -63,7 +63,7 @@ help:
 	@echo "                             against our packages: UVM HMM on, page API, symbols resolved; BASE=debian12-kernel: Debian's own (control)"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
 	@echo "make matrix [BASE=...]       the full matrix: builds and boots every base, x86_64 and arm64 (CI's make check: a subset, x86_64)"
-	@echo "make bench [BASE=...]        release (bench) kernels of the BENCH bases against 7.1 in interleaved boots: ratios, verdicts, plots (out/report/bench.md)"
+	@echo "make bench [BASE=...]        release (bench) kernels of the BENCH bases against 7.1 in interleaved boots: ratios, verdicts, plots (out/report/perf.md)"
 	@echo "make check|matrix|kernel ARCH=arm64   the arm64 test kernels only (cross-built, qemu-system-aarch64 -M virt)"
 	@echo "make report [FROM=\"DIR...\"]   the report of out/ again; FROM: merge the out/ directories of several runs into out/ first"
 	@echo "make page-check              after make check: open out/report/matrix.html in headless Chromium (report/matrix.png)"
