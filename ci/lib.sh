@@ -252,7 +252,7 @@ export DEVEXCL_ARCH
 
 # FLAVOUR: the kernel configuration. "test" (default): the tiny debug config the QEMU
 # tests boot; "bench": the same tiny config without the debug options, for make bench
-# (ci/5-boot/bench; BENCH_CONFIGS); otherwise a Debian flavour the base lists in DEB_FLAVOURS (Debian's own
+# (ci/bench; BENCH_CONFIGS); otherwise a Debian flavour the base lists in DEB_FLAVOURS (Debian's own
 # config of that flavour + the feature fragment), built in the base's Debian release.
 FLAVOUR=${FLAVOUR:-test}
 export FLAVOUR
