@@ -160,6 +160,7 @@ struct bench {
 	__u64 gen;		/* stamp generation in the measured pages */
 	const char *op;		/* what an error is reported against */
 	bool failed;
+	unsigned long revoked;	/* pages the kernel took back before the check */
 };
 
 /* ------------------------------------------------------------------ */
@@ -274,9 +275,9 @@ static void print_result(struct bench *b, int op, double *vals)
 	printf("bench: path=%s mem=%s size=%lu op=%s unit=%s n=%u",
 	       path_names[b->path], mem_names[b->mem], b->size, op_names[op],
 	       op_units[op], n);
-	printf(" median=%.1f min=%.1f q1=%.1f q3=%.1f max=%.1f\n",
+	printf(" median=%.1f min=%.1f q1=%.1f q3=%.1f max=%.1f revoked=%lu\n",
 	       quantile(vals, n, 0.5), vals[0], quantile(vals, n, 0.25),
-	       quantile(vals, n, 0.75), vals[n - 1]);
+	       quantile(vals, n, 0.75), vals[n - 1], b->revoked);
 	nr_measured++;
 }
 
@@ -781,15 +782,38 @@ static int convert_pages(struct bench *b, __u64 *ns)
  * Pagemap must show every measured page as device-exclusive: otherwise the
  * faultback that follows would time ordinary stores.  Not for the null hook,
  * which makes nothing exclusive.
+ *
+ * The kernel may take pages back between the conversion and this check: a
+ * compaction or a migration moves a device-exclusive page and maps it
+ * present again (the driver's notifier is told).  A driver converts such a
+ * page again; so does this check, untimed, and counts it in b->revoked.  A
+ * page that stays non-exclusive after that is an error.
  */
 static int check_exclusive(struct bench *b)
 {
 	unsigned long first, i, n, bad = 0, bad_page = 0;
-	__u64 ent[CHUNK], bad_ent = 0;
+	__u64 ent[CHUNK], bad_ent = 0, untimed = 0;
+	unsigned long revoked;
 	int err;
 
 	if (b->path == PATH_NULL)
 		return 0;
+	for (first = 0; first < b->size; first += n) {
+		n = b->size - first < CHUNK ? b->size - first : CHUNK;
+		err = read_pagemap(b, first, n, ent);
+		if (err) {
+			bench_error(b, "reading /proc/self/pagemap: %s",
+				    errstr(-err));
+			return -1;
+		}
+		for (i = 0, revoked = 0; i < n; i++)
+			revoked += !is_devexcl(ent[i]);
+		if (!revoked)
+			continue;
+		if (convert_rest(b, first, n, &untimed))
+			return -1;
+		b->revoked += revoked;
+	}
 	for (first = 0; first < b->size; first += n) {
 		n = b->size - first < CHUNK ? b->size - first : CHUNK;
 		err = read_pagemap(b, first, n, ent);
@@ -1031,6 +1055,7 @@ static void run_size(struct bench *b, int mem, unsigned long size)
 	b->mem = mem;
 	b->size = size;
 	b->failed = false;
+	b->revoked = 0;
 	b->op = "setup";
 	if (!cf && !pp)
 		return;
