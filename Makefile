@@ -50,7 +50,7 @@ help:
 	@echo "                             after make rpm BASE=...: its RPMs into a signed yum repository too (out/repo/yum; createrepo_c, rpmsign)"
 	@echo "make upgrade-test [BASE=... FLAVOUR=...]   build release N+1 of make deb's packages and apt-upgrade a GRUB-booted Debian system from N to N+1 (1 h+)"
 	@echo "make kernel [BASE=$(DEFAULT_BASE)]   the same without packaging"
-	@echo "make rpm [BASE=$(DEFAULT_BASE)] [FLAVOUR=...]  the kernel RPMs (kernel-devexcl[-FLAVOUR], -devel) by rpmbuild --rebuild of their .src.rpm (out/srpm/); rpmlint-checked"
+	@echo "make rpm [BASE=$(DEFAULT_BASE)] [FLAVOUR=...]  the kernel RPMs (kernel-devexcl[-FLAVOUR] over -core and -modules, -devel, -devel-matched) by rpmbuild --rebuild of their .src.rpm (out/srpm/); rpmlint-checked"
 	@echo "make install-test-rpm [BASE=...]  after make rpm: kmod-xgpu against the -devel payload, install into an empty root, boot, xgpu selftest, erase"
 	@echo "make upgrade-test-rpm [BASE=...]  after make rpm: build release N+1; dnf installs N from a signed yum repository, upgrades to N+1 next to it, removes N"
 	@echo "make source-deb [BASE=$(DEFAULT_BASE)]   the Debian source package linux-devexcl (.dsc, 3.0 (quilt): orig = the base, debian/patches = the series; test flavour)"
