@@ -36,7 +36,7 @@ endif
 FLAVOUR ?= test
 export FLAVOUR
 
-.PHONY: help bases deps fetch kernel bench deb source-deb source-deb-check repo upgrade-test rpm install-test-rpm upgrade-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel bench bench-profile deb source-deb source-deb-check repo upgrade-test rpm install-test-rpm upgrade-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
@@ -64,6 +64,7 @@ help:
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
 	@echo "make matrix [BASE=...]       the full matrix: builds and boots every base, x86_64 and arm64 (CI's make check: a subset, x86_64)"
 	@echo "make bench [BASE=...]        release (bench) kernels of the BENCH bases against 7.1 in interleaved boots: ratios, verdicts, plots (out/report/perf.md)"
+	@echo "make bench-profile CASE=PATH:MEM:OP:SIZE [BASE=...]  after make bench: one perf-profiled boot of each bench kernel on that case (out/report/profile-*.md)"
 	@echo "make check|matrix|kernel ARCH=arm64   the arm64 test kernels only (cross-built, qemu-system-aarch64 -M virt)"
 	@echo "make report [FROM=\"DIR...\"]   the report of out/ again; FROM: merge the out/ directories of several runs into out/ first"
 	@echo "make page-check              after make check: open out/report/matrix.html in headless Chromium (report/matrix.png)"
@@ -191,6 +192,12 @@ matrix:
 # BENCH_REFERENCE base, DEVEXCL_BENCH_BOOTS rounds of boots (default 5)
 bench: deps
 	FLAVOUR=bench sh ci/bench $(BASE)
+
+# after make bench: one profiled boot per bench kernel of one case of the bench
+# (CASE=PATH:MEM:OP:SIZE, e.g. hmm:4k:faultback:512), Debian's perf in the guest
+bench-profile: deps
+	@[ -n "$(CASE)" ] || { echo "make bench-profile: name the case: CASE=PATH:MEM:OP:SIZE (e.g. hmm:4k:faultback:512)" >&2; exit 2; }
+	FLAVOUR=bench sh ci/bench-profile $(CASE) $(BASE)
 
 results:
 	sh ci/7-report/publish-results

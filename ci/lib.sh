@@ -545,6 +545,17 @@ rpm_kernel_name() {
 	if [ "$FLAVOUR" = test ]; then echo kernel-devexcl; else echo "kernel-devexcl-$FLAVOUR"; fi
 }
 
+# bench_clock_args: the x86_64 bench guests' clock arguments (ci/bench says why):
+# tsc=reliable and, when the host kernel's log has it, tsc_early_khz=<the host's TSC kHz>
+bench_clock_args() {
+	_khz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Refined TSC clocksource calibration: \([0-9]*\)\.\([0-9][0-9][0-9]\) MHz.*/\1\2/p' | tail -n 1)
+	[ -n "$_khz" ] ||
+		_khz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Detected \([0-9]*\)\.\([0-9][0-9][0-9]\) MHz.*/\1\2/p' | tail -n 1)
+	[ -n "$_khz" ] ||
+		info "the host's TSC frequency is not in its kernel log (dmesg): the guests calibrate their own (a busy host may leave them on jiffies)" >&2
+	echo "tsc=reliable${_khz:+ tsc_early_khz=$_khz}"
+}
+
 # rpm_krel RPM: the kernel release a kernel RPM provides (kernel-uname-r); empty if none
 rpm_krel() {
 	rpm -qp --provides "$1" 2>/dev/null | sed -n 's/^kernel-uname-r = //p'
