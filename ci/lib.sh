@@ -545,6 +545,14 @@ rpm_kernel_name() {
 	if [ "$FLAVOUR" = test ]; then echo kernel-devexcl; else echo "kernel-devexcl-$FLAVOUR"; fi
 }
 
+# stop_gpg_agents DIR: stop the gpg-agent daemons dnf's signature checks started for
+# keyrings below DIR (dnf leaves one running per repository cache it checked)
+stop_gpg_agents() {
+	find "$1" -type d -name pubring 2>/dev/null | while read -r _h; do
+		gpgconf --homedir "$_h" --kill gpg-agent 2>/dev/null || true
+	done
+}
+
 # bench_clock_args: the x86_64 bench guests' clock arguments (ci/bench says why):
 # tsc=reliable and, when the host kernel's log has it, tsc_early_khz=<the host's TSC kHz>
 bench_clock_args() {
