@@ -724,6 +724,22 @@ record() {
 	printf '%s %s %s\n' "$1" "$2" "${3:-}" >>"$DEVEXCL_OUT/checks.txt"
 }
 
+# checks_mark: how many records checks.txt has now (for checks_summary)
+checks_mark() {
+	if [ -f "$DEVEXCL_OUT/checks.txt" ]; then wc -l <"$DEVEXCL_OUT/checks.txt"; else echo 0; fi
+}
+
+# checks_summary MARK: the records written since checks_mark said MARK: each failure, then
+# "N passed, N failed"; false when one failed
+checks_summary() {
+	_mine=$(tail -n "+$(($1 + 1))" "$DEVEXCL_OUT/checks.txt" 2>/dev/null || true)
+	_np=$(echo "$_mine" | grep -c '^pass ' || true)
+	_nf=$(echo "$_mine" | grep -c '^fail ' || true)
+	echo "$_mine" | grep '^fail ' | sed 's/^/    /' || true
+	echo "$_np passed, $_nf failed"
+	[ "$_nf" -eq 0 ]
+}
+
 # xgpu_source_tar DIR: the sources of xgpu/ (no build outputs) as a tar on stdout, under
 # the directory name DIR: what the .deb and RPM builds start from
 xgpu_source_tar() {
