@@ -724,6 +724,23 @@ record() {
 	printf '%s %s %s\n' "$1" "$2" "${3:-}" >>"$DEVEXCL_OUT/checks.txt"
 }
 
+# git_state: "commit=<sha>" and "dirty=yes|no" (uncommitted changes or untracked files in
+# the tree) of this checkout, then "date=<UTC day>": the lines a published page's meta
+# file carries (ci/7-report/publish-results refuses a dirty run)
+git_state() {
+	echo "commit=$(git -C "$TOP" rev-parse HEAD 2>/dev/null || echo unknown)"
+	if [ -z "$(git -C "$TOP" status --porcelain 2>/dev/null)" ]; then echo "dirty=no"; else echo "dirty=yes"; fi
+	echo "date=$(date -u +%Y-%m-%d)"
+}
+
+# forget_records NAME: remove the records of check NAME and of NAME:<anything> from
+# checks.txt (a check that is run again replaces what its last run recorded)
+forget_records() {
+	[ -f "$DEVEXCL_OUT/checks.txt" ] || return 0
+	awk -v n="$1" '$2 != n && index($2, n ":") != 1' "$DEVEXCL_OUT/checks.txt" >"$DEVEXCL_OUT/checks.txt.new"
+	mv "$DEVEXCL_OUT/checks.txt.new" "$DEVEXCL_OUT/checks.txt"
+}
+
 # checks_mark: how many records checks.txt has now (for checks_summary)
 checks_mark() {
 	if [ -f "$DEVEXCL_OUT/checks.txt" ]; then wc -l <"$DEVEXCL_OUT/checks.txt"; else echo 0; fi
