@@ -59,7 +59,7 @@ help:
 	@echo "make xgpu-deb                the xgpu-dkms and xgpu-tools packages (lintian-checked)"
 	@echo "make secureboot-check BASE=debian11 FLAVOUR=cloud-amd64   our packages signed with the test firmware's key, booted with"
 	@echo "                             Secure Boot enforced (OVMF snakeoil): lockdown, module signatures; BASE=debian11-kernel: Debian's own (control)"
-	@echo "make nvidia-check BASE=debian12 FLAVOUR=cloud-amd64   NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS"
+	@echo "make nvidia-check BASE=6.1.176 FLAVOUR=cloud-amd64   NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS"
 	@echo "                             against our packages: UVM HMM on, page API, symbols resolved; BASE=debian12-kernel: Debian's own (control)"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
 	@echo "make matrix [BASE=...]       the full matrix: builds and boots every base, x86_64 and arm64 (CI's make check: a subset, x86_64)"
@@ -149,7 +149,7 @@ secureboot-check: deps
 # (ci/6-package/nvidia-check): BASE=<source base> FLAVOUR=<Debian flavour> makes our packages first
 # (make deb); BASE=<debianN-kernel>: Debian's own kernel, the control
 nvidia-check: deps
-	@[ -n "$(BASE)" ] || { echo "error: nvidia-check: name the kernel: BASE=debian12 FLAVOUR=cloud-amd64, or BASE=debian12-kernel (Debian's own)" >&2; exit 2; }
+	@[ -n "$(BASE)" ] || { echo "error: nvidia-check: name the kernel: BASE=6.1.176 FLAVOUR=cloud-amd64, or BASE=debian12-kernel (Debian's own)" >&2; exit 2; }
 	@if grep -q '^BASE_KIND=debian-kernel' bases/$(BASE) 2>/dev/null; then :; \
 	elif [ "$(FLAVOUR)" = test ]; then echo "error: nvidia-check: BASE=$(BASE) needs FLAVOUR=<Debian flavour> (NVIDIA's conftests need a full config; the test config is too small)" >&2; exit 2; \
 	else $(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR); fi
