@@ -724,13 +724,19 @@ record() {
 	printf '%s %s %s\n' "$1" "$2" "${3:-}" >>"$DEVEXCL_OUT/checks.txt"
 }
 
-# git_state: "commit=<sha>" and "dirty=yes|no" (uncommitted changes or untracked files in
-# the tree) of this checkout, then "date=<UTC day>": the lines a published page's meta
-# file carries (ci/7-report/publish-results refuses a dirty run)
+# git_state: "commit=<sha>" and "dirty=yes|no" of this checkout (uncommitted changes to
+# tracked files; untracked files do not count), the lines a published page's meta file
+# carries (ci/7-report/publish-results refuses a dirty run). When git cannot tell (not a
+# checkout, or one it refuses: another owner), commit=unknown and dirty=yes.
 git_state() {
-	echo "commit=$(git -C "$TOP" rev-parse HEAD 2>/dev/null || echo unknown)"
-	if [ -z "$(git -C "$TOP" status --porcelain 2>/dev/null)" ]; then echo "dirty=no"; else echo "dirty=yes"; fi
-	echo "date=$(date -u +%Y-%m-%d)"
+	_gc=$(git -c safe.directory="$TOP" -C "$TOP" rev-parse HEAD 2>/dev/null) || _gc=unknown
+	echo "commit=$_gc"
+	if _gs=$(git -c safe.directory="$TOP" -C "$TOP" status --porcelain --untracked-files=no 2>/dev/null) &&
+		[ "$_gc" != unknown ] && [ -z "$_gs" ]; then
+		echo "dirty=no"
+	else
+		echo "dirty=yes"
+	fi
 }
 
 # forget_records NAME: remove the records of check NAME and of NAME:<anything> from
