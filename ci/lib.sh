@@ -341,6 +341,8 @@ check_flavour() {
 # It runs at nice 10 (DEVEXCL_BUILD_NICE): a kernel build is throughput work, and what
 # ci/check's other lanes run next to it (QEMU guests whose tests time themselves, lint,
 # packaging) should not wait behind it.
+# With ccache (see use_ccache) the compiler is "ccache <compiler>", in the root too (its
+# ccache installed there, the cache directory under DEVEXCL_CACHE, bind-mounted).
 kmake() {
 	cc=
 	if ! tiny_flavour; then
@@ -348,12 +350,53 @@ kmake() {
 		[ -z "$cc" ] || command -v "$cc" >/dev/null 2>&1 || [ -n "$BUILD_SUITE" ] ||
 			die "build $BASE_NAME-$FLAVOUR" "Debian built this config with $cc; install it (apt-get install $cc) or set BUILD_SUITE in bases/$BASE_NAME"
 	fi
+	ccenv=$(ccache_env)
+	[ -z "$ccenv" ] || cc="ccache ${cc:-${CROSS}gcc}"
 	if [ -n "$BUILD_SUITE" ]; then
 		# (arm64: SUITE's own cross compiler, installed in its root)
-		IN_ROOTFS_PACKAGES="${IN_ROOTFS_PACKAGES:-}${CROSS_PKG:+ $CROSS_PKG}" \
-			nice -n "${DEVEXCL_BUILD_NICE:-10}" sh "$TOP/ci/host/in-rootfs" "$BUILD_SUITE" make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
+		# shellcheck disable=SC2086 # (ccenv: words, no spaces in them)
+		IN_ROOTFS_PACKAGES="${IN_ROOTFS_PACKAGES:-}${CROSS_PKG:+ $CROSS_PKG}${ccenv:+ ccache}" \
+			nice -n "${DEVEXCL_BUILD_NICE:-10}" sh "$TOP/ci/host/in-rootfs" "$BUILD_SUITE" env $ccenv make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
 	else
-		nice -n "${DEVEXCL_BUILD_NICE:-10}" make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
+		# shellcheck disable=SC2086
+		nice -n "${DEVEXCL_BUILD_NICE:-10}" env $ccenv make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
+	fi
+}
+
+# use_ccache: whether kernel builds (kmake) compile through ccache (Debian's ccache), so
+# that a rebuild of what an earlier build of the same work directory compiled (the next
+# make matrix, release N+1 after N, the same flavour signed with another key) takes its
+# objects from the cache. DEVEXCL_CCACHE: auto (the default: when ccache is installed on
+# this host; make matrix installs it, CI's cold run does not: nothing there to reuse), yes
+# (fails without it), no. The cache: DEVEXCL_CCACHE_DIR (default $DEVEXCL_CACHE/ccache),
+# at most DEVEXCL_CCACHE_SIZE (default 20G). ccache hashes the build directory into the
+# key of a build with debug information (the debug test configs), so a different
+# DEVEXCL_WORK starts cold. Turning it on or off changes the compiler's command line,
+# which makes kbuild compile everything again once.
+use_ccache() {
+	case ${DEVEXCL_CCACHE:-auto} in
+	no) return 1 ;;
+	yes) need_tool ccache ccache ;;
+	auto) command -v ccache >/dev/null 2>&1 || return 1 ;;
+	*) die "ccache" "DEVEXCL_CCACHE=$DEVEXCL_CCACHE: not one of auto, yes, no" ;;
+	esac
+	DEVEXCL_CCACHE_DIR=${DEVEXCL_CCACHE_DIR:-$DEVEXCL_CACHE/ccache}
+	DEVEXCL_CCACHE_SIZE=${DEVEXCL_CCACHE_SIZE:-20G}
+	case $DEVEXCL_CCACHE_DIR in
+	"$DEVEXCL_CACHE"/*) ;;
+	*) die "ccache" "DEVEXCL_CCACHE_DIR=$DEVEXCL_CCACHE_DIR is not under DEVEXCL_CACHE=$DEVEXCL_CACHE (the build roots see only that)" ;;
+	esac
+	case $DEVEXCL_CCACHE_DIR$DEVEXCL_CCACHE_SIZE in
+	*[[:space:]]*) die "ccache" "DEVEXCL_CCACHE_DIR or DEVEXCL_CCACHE_SIZE has a blank in it" ;;
+	esac
+	mkdir -p "$DEVEXCL_CCACHE_DIR"
+}
+
+# ccache_env: the environment (words VAR=VALUE) a build through ccache needs, nothing when
+# use_ccache says no (exits on a bad setting, naming it)
+ccache_env() {
+	if use_ccache; then
+		echo "CCACHE_DIR=$DEVEXCL_CCACHE_DIR CCACHE_MAXSIZE=$DEVEXCL_CCACHE_SIZE"
 	fi
 }
 
