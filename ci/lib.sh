@@ -341,8 +341,10 @@ check_flavour() {
 # It runs at nice 10 (DEVEXCL_BUILD_NICE): a kernel build is throughput work, and what
 # ci/check's other lanes run next to it (QEMU guests whose tests time themselves, lint,
 # packaging) should not wait behind it.
-# With ccache (see use_ccache) the compiler is "ccache <compiler>", in the root too (its
-# ccache installed there, the cache directory under DEVEXCL_CACHE, bind-mounted).
+# With ccache (see use_ccache), make runs with ccache's compiler links first in PATH
+# (/usr/lib/ccache: gcc, gcc-N, the cross gcc, as Debian's ccache makes them), in a build
+# root too (ccache installed there): CC stays the compiler's own name, so nothing kbuild
+# records or a headers package ships names ccache.
 kmake() {
 	cc=
 	if ! tiny_flavour; then
@@ -350,55 +352,76 @@ kmake() {
 		[ -z "$cc" ] || command -v "$cc" >/dev/null 2>&1 || [ -n "$BUILD_SUITE" ] ||
 			die "build $BASE_NAME-$FLAVOUR" "Debian built this config with $cc; install it (apt-get install $cc) or set BUILD_SUITE in bases/$BASE_NAME"
 	fi
-	ccenv=$(ccache_env)
-	[ -z "$ccenv" ] || cc="ccache ${cc:-${CROSS}gcc}"
+	_ccp=
+	! ccache_vars "$BUILD_SUITE" || _ccp=" ccache"
 	if [ -n "$BUILD_SUITE" ]; then
 		# (arm64: SUITE's own cross compiler, installed in its root)
-		# shellcheck disable=SC2086 # (ccenv: words, no spaces in them)
-		IN_ROOTFS_PACKAGES="${IN_ROOTFS_PACKAGES:-}${CROSS_PKG:+ $CROSS_PKG}${ccenv:+ ccache}" \
-			nice -n "${DEVEXCL_BUILD_NICE:-10}" sh "$TOP/ci/host/in-rootfs" "$BUILD_SUITE" env $ccenv make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
+		IN_ROOTFS_PACKAGES="${IN_ROOTFS_PACKAGES:-}${CROSS_PKG:+ $CROSS_PKG}$_ccp" \
+			nice -n "${DEVEXCL_BUILD_NICE:-10}" sh "$TOP/ci/host/in-rootfs" "$BUILD_SUITE" env "$ccv1" "$ccv2" "$ccv3" make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
 	else
-		# shellcheck disable=SC2086
-		nice -n "${DEVEXCL_BUILD_NICE:-10}" env $ccenv make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
+		nice -n "${DEVEXCL_BUILD_NICE:-10}" env "$ccv1" "$ccv2" "$ccv3" make ARCH="$KARCH" ${CROSS:+CROSS_COMPILE="$CROSS"} ${cc:+CC="$cc"} "$@"
 	fi
 }
 
-# use_ccache: whether kernel builds (kmake) compile through ccache (Debian's ccache), so
-# that a rebuild of what an earlier build of the same work directory compiled (the next
-# make matrix, release N+1 after N, the same flavour signed with another key) takes its
-# objects from the cache. DEVEXCL_CCACHE: auto (the default: when ccache is installed on
-# this host; make matrix installs it, CI's cold run does not: nothing there to reuse), yes
-# (fails without it), no. The cache: DEVEXCL_CCACHE_DIR (default $DEVEXCL_CACHE/ccache),
-# at most DEVEXCL_CCACHE_SIZE (default 20G). ccache hashes the build directory into the
-# key of a build with debug information (the debug test configs), so a different
-# DEVEXCL_WORK starts cold. Turning it on or off changes the compiler's command line,
-# which makes kbuild compile everything again once.
+# use_ccache: whether kernel builds (kmake, ci/6-package/build-rpm) compile through ccache
+# (Debian's ccache), so that a rebuild of what an earlier build in the same work directory
+# compiled (the next make matrix, release N+1 after N, the same flavour signed with
+# another key) takes its objects from the cache. DEVEXCL_CCACHE: auto (the default: when
+# ccache is installed on this host; make matrix installs it, CI's cold run does not:
+# nothing there to reuse), yes (every script refuses to start without it), no. The cache:
+# DEVEXCL_CCACHE_DIR (default $DEVEXCL_CACHE/ccache, under DEVEXCL_CACHE, which the build
+# roots see), one directory per build root (each has its own compiler and ccache), at
+# most DEVEXCL_CCACHE_SIZE each (default 20G). The compile commands of a build with O=
+# name the source tree by its absolute path: another DEVEXCL_WORK starts cold.
 use_ccache() {
-	case ${DEVEXCL_CCACHE:-auto} in
+	case $DEVEXCL_CCACHE in
 	no) return 1 ;;
-	yes) need_tool ccache ccache ;;
 	auto) command -v ccache >/dev/null 2>&1 || return 1 ;;
-	*) die "ccache" "DEVEXCL_CCACHE=$DEVEXCL_CCACHE: not one of auto, yes, no" ;;
 	esac
-	DEVEXCL_CCACHE_DIR=${DEVEXCL_CCACHE_DIR:-$DEVEXCL_CACHE/ccache}
-	DEVEXCL_CCACHE_SIZE=${DEVEXCL_CCACHE_SIZE:-20G}
-	case $DEVEXCL_CCACHE_DIR in
-	"$DEVEXCL_CACHE"/*) ;;
-	*) die "ccache" "DEVEXCL_CCACHE_DIR=$DEVEXCL_CCACHE_DIR is not under DEVEXCL_CACHE=$DEVEXCL_CACHE (the build roots see only that)" ;;
-	esac
-	case $DEVEXCL_CCACHE_DIR$DEVEXCL_CCACHE_SIZE in
-	*[[:space:]]*) die "ccache" "DEVEXCL_CCACHE_DIR or DEVEXCL_CCACHE_SIZE has a blank in it" ;;
-	esac
-	mkdir -p "$DEVEXCL_CCACHE_DIR"
+	return 0
 }
 
-# ccache_env: the environment (words VAR=VALUE) a build through ccache needs, nothing when
-# use_ccache says no (exits on a bad setting, naming it)
-ccache_env() {
-	if use_ccache; then
-		echo "CCACHE_DIR=$DEVEXCL_CCACHE_DIR CCACHE_MAXSIZE=$DEVEXCL_CCACHE_SIZE"
+# ccache_vars SUITE: set ccv1, ccv2 and ccv3 to the environment (VAR=VALUE) of a compile on
+# this host (SUITE empty) or in SUITE's build root (ci/host/in-rootfs's PATH there): through
+# ccache (true) when use_ccache says so, else with ccache disabled (false)
+ccache_vars() {
+	_ccpath=$PATH
+	[ -z "$1" ] || _ccpath=/usr/sbin:/usr/bin:/sbin:/bin
+	if ! use_ccache; then
+		ccv1=CCACHE_DISABLE=1
+		ccv2=DEVEXCL_CCACHE=no
+		ccv3=PATH=$_ccpath
+		return 1
 	fi
+	_ccd=$DEVEXCL_CCACHE_DIR/${1:-host}
+	mkdir -p "$_ccd"
+	# (a link out of DEVEXCL_CACHE would not lead anywhere in a build root)
+	case $(CDPATH='' cd -P -- "$_ccd" && pwd)/ in
+	"$(CDPATH='' cd -P -- "$DEVEXCL_CACHE" && pwd)"/*) ;;
+	*) die "ccache" "DEVEXCL_CCACHE_DIR=$DEVEXCL_CCACHE_DIR leads out of DEVEXCL_CACHE=$DEVEXCL_CACHE (a link?): the build roots see only that" ;;
+	esac
+	ccv1=CCACHE_DIR=$_ccd
+	ccv2=CCACHE_MAXSIZE=$DEVEXCL_CCACHE_SIZE
+	ccv3=PATH=/usr/lib/ccache:$_ccpath
 }
+
+# the ccache settings are checked when a script starts, before any step sends its errors
+# into a log
+DEVEXCL_CCACHE=${DEVEXCL_CCACHE:-auto}
+DEVEXCL_CCACHE_DIR=${DEVEXCL_CCACHE_DIR:-$DEVEXCL_CACHE/ccache}
+DEVEXCL_CCACHE_SIZE=${DEVEXCL_CCACHE_SIZE:-20G}
+case $DEVEXCL_CCACHE in
+auto | no) ;;
+yes) need_tool ccache ccache ;;
+*) die "ccache" "DEVEXCL_CCACHE=$DEVEXCL_CCACHE: not one of auto, yes, no" ;;
+esac
+echo "$DEVEXCL_CCACHE_SIZE" | grep -Eqx '[0-9]+(\.[0-9]+)?([kMGT]i?)?' ||
+	die "ccache" "DEVEXCL_CCACHE_SIZE=$DEVEXCL_CCACHE_SIZE: not a size ccache takes (a number, then k, M, G or T, e.g. 20G)"
+case $DEVEXCL_CCACHE_DIR/ in
+*/../* | */./*) die "ccache" "DEVEXCL_CCACHE_DIR=$DEVEXCL_CCACHE_DIR: give it without . or .. components" ;;
+"$DEVEXCL_CACHE"/?*) ;;
+*) die "ccache" "DEVEXCL_CCACHE_DIR=$DEVEXCL_CCACHE_DIR is not under DEVEXCL_CACHE=$DEVEXCL_CACHE (the build roots see only that)" ;;
+esac
 
 # the base's own (unpatched) test sources: hmm-tests.c, the harness, test_hmm_uapi.h
 stock_tests_dir() {
