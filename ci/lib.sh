@@ -377,6 +377,7 @@ use_ccache() {
 	case $DEVEXCL_CCACHE in
 	no) return 1 ;;
 	auto) command -v ccache >/dev/null 2>&1 || return 1 ;;
+	yes) need_tool ccache ccache ;;
 	esac
 	return 0
 }
@@ -394,10 +395,14 @@ ccache_vars() {
 		return 1
 	fi
 	_ccd=$DEVEXCL_CCACHE_DIR/${1:-host}
-	mkdir -p "$_ccd"
+	{ mkdir -p "$_ccd" 2>/dev/null && [ -w "$_ccd" ]; } ||
+		die "ccache" "cannot make or write the cache directory $_ccd (DEVEXCL_CCACHE_DIR; DEVEXCL_CCACHE=no builds without ccache)"
 	# (a link out of DEVEXCL_CACHE would not lead anywhere in a build root)
-	case $(CDPATH='' cd -P -- "$_ccd" && pwd)/ in
-	"$(CDPATH='' cd -P -- "$DEVEXCL_CACHE" && pwd)"/*) ;;
+	if ! _ccr=$(CDPATH='' cd -P -- "$_ccd" && pwd) || ! _ccc=$(CDPATH='' cd -P -- "$DEVEXCL_CACHE" && pwd); then
+		die "ccache" "cannot resolve $_ccd or $DEVEXCL_CACHE"
+	fi
+	case $_ccr/ in
+	"$_ccc"/?*) ;;
 	*) die "ccache" "DEVEXCL_CCACHE_DIR=$DEVEXCL_CCACHE_DIR leads out of DEVEXCL_CACHE=$DEVEXCL_CACHE (a link?): the build roots see only that" ;;
 	esac
 	ccv1=CCACHE_DIR=$_ccd
@@ -406,21 +411,28 @@ ccache_vars() {
 }
 
 # the ccache settings are checked when a script starts, before any step sends its errors
-# into a log
+# into a log (ccache itself, for yes, when a build starts: ci/check and make deps install
+# it first)
 DEVEXCL_CCACHE=${DEVEXCL_CCACHE:-auto}
 DEVEXCL_CCACHE_DIR=${DEVEXCL_CCACHE_DIR:-$DEVEXCL_CACHE/ccache}
 DEVEXCL_CCACHE_SIZE=${DEVEXCL_CCACHE_SIZE:-20G}
 case $DEVEXCL_CCACHE in
 auto | no) ;;
-yes) need_tool ccache ccache ;;
+yes) case $0 in */ci/check | */host/install-deps) ;; *) need_tool ccache ccache ;; esac ;;
 *) die "ccache" "DEVEXCL_CCACHE=$DEVEXCL_CCACHE: not one of auto, yes, no" ;;
 esac
-echo "$DEVEXCL_CCACHE_SIZE" | grep -Eqx '[0-9]+(\.[0-9]+)?([kMGT]i?)?' ||
+case $DEVEXCL_CCACHE_SIZE in
+'' | *[!0-9.kMGTi]*) _ccsz=bad ;;
+*) _ccsz=$(echo "$DEVEXCL_CCACHE_SIZE" | grep -Ex '[0-9]+(\.[0-9]+)?([kMGT]i?)?' || echo bad) ;;
+esac
+[ "$_ccsz" != bad ] ||
 	die "ccache" "DEVEXCL_CCACHE_SIZE=$DEVEXCL_CCACHE_SIZE: not a size ccache takes (a number, then k, M, G or T, e.g. 20G)"
-case $DEVEXCL_CCACHE_DIR/ in
-*/../* | */./*) die "ccache" "DEVEXCL_CCACHE_DIR=$DEVEXCL_CCACHE_DIR: give it without . or .. components" ;;
+case $DEVEXCL_CCACHE_DIR in
 "$DEVEXCL_CACHE"/?*) ;;
 *) die "ccache" "DEVEXCL_CCACHE_DIR=$DEVEXCL_CCACHE_DIR is not under DEVEXCL_CACHE=$DEVEXCL_CACHE (the build roots see only that)" ;;
+esac
+case /${DEVEXCL_CCACHE_DIR#"$DEVEXCL_CACHE"/}/ in
+*/../* | */./* | *//*) die "ccache" "DEVEXCL_CCACHE_DIR=$DEVEXCL_CCACHE_DIR: give it below DEVEXCL_CACHE without ., .. or empty components" ;;
 esac
 
 # the base's own (unpatched) test sources: hmm-tests.c, the harness, test_hmm_uapi.h
