@@ -63,6 +63,8 @@ help:
 	@echo "                             against our packages: UVM HMM on, page API, symbols resolved; BASE=debian12-kernel: Debian's own (control)"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
 	@echo "make matrix [BASE=...]       the full matrix: builds and boots every base, x86_64 and arm64 (CI's make check: a subset, x86_64)"
+	@echo "                             kernels compile through ccache when it is installed (make matrix installs it;"
+	@echo "                             DEVEXCL_CCACHE=auto|yes|no, doc/pipeline.md#ccache)"
 	@echo "make bench [BASE=...]        release (bench) kernels of the BENCH bases against 7.1 in interleaved boots: ratios, verdicts, plots (out/report/perf.md)"
 	@echo "make bench-profile CASE=PATH:MEM:OP:SIZE [BASE=...]  after make bench: one perf-profiled boot of each bench kernel on that case (out/report/profile-*.md)"
 	@echo "make check|matrix|kernel ARCH=arm64   the arm64 test kernels only (cross-built, qemu-system-aarch64 -M virt)"
