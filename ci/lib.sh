@@ -368,7 +368,8 @@ kmake() {
 # compiled (the next make matrix, release N+1 after N, the same flavour signed with
 # another key) takes its objects from the cache. DEVEXCL_CCACHE: auto (the default: when
 # ccache is installed on this host; make matrix installs it, CI's cold run does not:
-# nothing there to reuse), yes (every script refuses to start without it), no. The cache:
+# nothing there to reuse), yes (scripts refuse to start without it, but ci/check and
+# install-deps, which install it), no. The cache:
 # DEVEXCL_CCACHE_DIR (default $DEVEXCL_CACHE/ccache, under DEVEXCL_CACHE, which the build
 # roots see), one directory per build root (each has its own compiler and ccache), at
 # most DEVEXCL_CCACHE_SIZE each (default 20G). The compile commands of a build with O=
