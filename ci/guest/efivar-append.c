@@ -14,9 +14,11 @@
  * efivarfs takes a variable in one write(): its attributes (NON_VOLATILE, BOOTSERVICE
  * and RUNTIME_ACCESS, TIME_BASED_AUTHENTICATED_WRITE_ACCESS, APPEND_WRITE) as a 32-bit
  * number, then the data. The files of variables the kernel does not know to be
- * removable are immutable; the flag is cleared first (chattr -i, which busybox lacks).
+ * removable are immutable; the flag is cleared first (chattr -i, which busybox lacks) and
+ * set again when the write fails.
  *
- * Exit 0 when the firmware took the data, 1 with the reason otherwise, 2 on a usage error.
+ * Exit 0 when the firmware took the data, 1 with the reason otherwise (EACCES: the
+ * firmware refused the signature), 2 on a usage error.
  *
  * Build: cc -static -O2 -o efivar-append efivar-append.c
  */
@@ -45,8 +47,9 @@ int main(int argc, char **argv)
 			EFI_VARIABLE_APPEND_WRITE;
 	struct stat st;
 	char *buf;
+	size_t len, got = 0;
 	ssize_t n;
-	int fd, flags;
+	int fd, rfd, flags, cleared = 0, err;
 
 	if (argc != 3) {
 		fprintf(stderr, "usage: efivar-append VARFILE AUTHFILE\n");
@@ -68,49 +71,66 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	memcpy(buf, &attr, sizeof(attr));
-	n = read(fd, buf + sizeof(attr), st.st_size);
-	if (n != st.st_size) {
-		fprintf(stderr, "efivar-append: %s: short read\n", argv[2]);
-		return 1;
+	len = sizeof(attr) + st.st_size;
+	while (sizeof(attr) + got < len) {
+		n = read(fd, buf + sizeof(attr) + got, len - sizeof(attr) - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fprintf(stderr, "efivar-append: %s: %s\n", argv[2],
+				n < 0 ? strerror(errno) : "shorter than its size");
+			return 1;
+		}
+		got += n;
 	}
 	close(fd);
 
-	fd = open(argv[1], O_RDONLY);
-	if (fd < 0) {
+	/* (an immutable file cannot be opened for writing: the flags go through rfd) */
+	rfd = open(argv[1], O_RDONLY);
+	if (rfd < 0) {
 		fprintf(stderr, "efivar-append: %s: %s\n", argv[1], strerror(errno));
 		return 1;
 	}
-	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0) {
+	if (ioctl(rfd, FS_IOC_GETFLAGS, &flags) < 0) {
 		fprintf(stderr, "efivar-append: %s: FS_IOC_GETFLAGS: %s\n", argv[1],
 			strerror(errno));
 		return 1;
 	}
 	if (flags & FS_IMMUTABLE_FL) {
 		flags &= ~FS_IMMUTABLE_FL;
-		if (ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0) {
+		if (ioctl(rfd, FS_IOC_SETFLAGS, &flags) < 0) {
 			fprintf(stderr, "efivar-append: %s: clearing the immutable flag: %s\n",
 				argv[1], strerror(errno));
 			return 1;
 		}
+		cleared = 1;
 	}
-	close(fd);
 
-	fd = open(argv[1], O_WRONLY | O_APPEND);
+	/* the APPEND_WRITE attribute appends: the file offset means nothing to efivarfs */
+	fd = open(argv[1], O_WRONLY);
 	if (fd < 0) {
-		fprintf(stderr, "efivar-append: %s: %s\n", argv[1], strerror(errno));
+		n = -1;
+		err = errno;
+	} else {
+		n = write(fd, buf, len);
+		err = errno;
+	}
+	if (n < 0 || (size_t)n != len) {
+		if (fd < 0)
+			fprintf(stderr, "efivar-append: opening %s: %s\n", argv[1], strerror(err));
+		else if (n < 0)
+			fprintf(stderr, "efivar-append: writing %s: %s%s\n", argv[1], strerror(err),
+				err == EACCES ? " (the firmware refused the data)" : "");
+		else
+			fprintf(stderr, "efivar-append: writing %s: %zd of %zu bytes written\n",
+				argv[1], n, len);
+		if (cleared) {
+			flags |= FS_IMMUTABLE_FL;
+			ioctl(rfd, FS_IOC_SETFLAGS, &flags);
+		}
 		return 1;
 	}
-	n = write(fd, buf, sizeof(attr) + st.st_size);
-	if (n < 0) {
-		fprintf(stderr, "efivar-append: writing %s: %s (the firmware refused the data)\n",
-			argv[1], strerror(errno));
-		return 1;
-	}
-	if ((size_t)n != sizeof(attr) + st.st_size) {
-		fprintf(stderr, "efivar-append: writing %s: %zd of %zu bytes written\n",
-			argv[1], n, sizeof(attr) + (size_t)st.st_size);
-		return 1;
-	}
+	close(rfd);
 	if (close(fd) < 0) {
 		fprintf(stderr, "efivar-append: closing %s: %s\n", argv[1], strerror(errno));
 		return 1;
