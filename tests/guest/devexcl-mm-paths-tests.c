@@ -1269,8 +1269,8 @@ static int idle_get(int bfd, uint64_t pfn, int *idle)
 static int idle_child(void *p)
 {
 	const size_t ps = psize(), len = IDLE_PAGES * ps;
-	int fd, bfd, idle_excl = -1, idle_used = -1;
-	uint64_t pfn, word;
+	int fd, bfd, i, idle_excl = -1, idle_used = -1;
+	uint64_t pfn = 0, word;
 	char *buf;
 
 	fd = child_probe(p);
@@ -1279,17 +1279,29 @@ static int idle_child(void *p)
 	bfd = open(PAGE_IDLE_BITMAP, O_RDWR | O_CLOEXEC);
 	if (bfd < 0)
 		return CHILD_FAIL;
-	/* more pages than a per-CPU LRU batch: page 0 reaches the LRU */
+	/* more pages than a per-CPU LRU batch: the first ones reach the LRU */
 	buf = small_pages(len, 56);
 	if (!buf)
 		return CHILD_FAIL;
-	pfn = pfn_of(buf);
-	if (!(kpageflags(pfn) & (1ULL << KPF_LRU))) {
-		printf("# SKIP page 0 is not on an LRU list yet (kpageflags %#llx)\n",
-		       (unsigned long long)kpageflags(pfn));
+	/*
+	 * The bitmap is read and written in whole 64-bit words: for the word
+	 * of the last pages below max_pfn, when they do not fill it, both
+	 * return 0 bytes. Take the first page on an LRU list whose word is a
+	 * whole one.
+	 */
+	for (i = 0; i < IDLE_PAGES; i++) {
+		pfn = pfn_of(buf + i * ps);
+		if (!(kpageflags(pfn) & (1ULL << KPF_LRU)))
+			continue;
+		if (pread(bfd, &word, sizeof(word), (off_t)(pfn / 64 * 8)) == sizeof(word))
+			break;
+	}
+	if (i == IDLE_PAGES) {
+		printf("# SKIP none of %d pages is on an LRU list in a whole word of the bitmap\n",
+		       IDLE_PAGES);
 		return CHILD_SKIP;
 	}
-	if (child_exclusive(fd, buf, 1))
+	if (child_exclusive(fd, buf + i * ps, 1))
 		return CHILD_FAIL;
 	word = 1ULL << (pfn % 64);
 	if (pwrite(bfd, &word, sizeof(word), (off_t)(pfn / 64 * 8)) != sizeof(word)) {
@@ -1302,8 +1314,8 @@ static int idle_child(void *p)
 		return CHILD_FAIL;
 	if (idle_get(bfd, pfn, &idle_used))
 		return CHILD_FAIL;
-	CLOG("idle bit: %d while exclusive, %d after a CPU access (want 1, 0)",
-	     idle_excl, idle_used);
+	CLOG("page %d, pfn %#llx: idle bit %d while exclusive, %d after a CPU access (want 1, 0)",
+	     i, (unsigned long long)pfn, idle_excl, idle_used);
 	return idle_excl == 1 && idle_used == 0 ? CHILD_OK : CHILD_FAIL;
 }
 
