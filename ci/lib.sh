@@ -91,6 +91,7 @@ load_base() {
 	APT_FILE=
 	APT_SHA256=
 	SERIES=
+	FLAVOUR_SERIES=
 	CONFIGS=
 	APIS_STOCK=
 	APIS_PATCHED=
@@ -132,6 +133,15 @@ load_base() {
 	# built Debian's config, where that differs from the base's own (DEB_SUITE)
 	if ! tiny_flavour && [ -n "$DEB_SUITE" ]; then
 		BUILD_SUITE=$DEB_SUITE
+	fi
+	# a Debian flavour of a base built from upstream's source takes the series plus the
+	# Debian patches its config assumes (FLAVOUR_SERIES: Secure Boot lockdown, module keys),
+	# in a tree of its own (tree_dir); the test and bench flavours keep SERIES
+	if ! tiny_flavour && [ -n "$FLAVOUR_SERIES" ]; then
+		if [ -z "$SERIES" ] || [ ! -f "$(series_file "$FLAVOUR_SERIES")" ]; then
+			die "base $1" "bases/$1: FLAVOUR_SERIES=$FLAVOUR_SERIES names no series/$FLAVOUR_SERIES.series (or SERIES is empty)"
+		fi
+		SERIES=$FLAVOUR_SERIES
 	fi
 	if [ "$BASE_KIND" = debian-kernel ]; then
 		# Debian's own kernel packages, tested as they are (no source, no series)
@@ -276,12 +286,24 @@ FLSUFFIX=$FLSUFFIX$ARSUFFIX
 # One source tree and one build directory per base (and per flavour other than test):
 # the patched variant is the stock tree with the series pushed in place, so its build is
 # incremental on the stock build.
+# tree_name BASE: the name of BASE's source tree: the base's, or <base>+<series> for the
+# loaded base's Debian flavours with a FLAVOUR_SERIES: a tree (and build directory) of
+# their own, so they never pop the series of the tree the test flavour builds from (make
+# matrix may build both at once), and no object built from one tree is kept for the other
+tree_name() {
+	if [ "$1" = "${BASE_NAME:-}" ] && [ -n "${FLAVOUR_SERIES:-}" ] && [ "${SERIES:-}" = "$FLAVOUR_SERIES" ]; then
+		echo "$1+$SERIES"
+	else
+		echo "$1"
+	fi
+}
+
 tree_dir() {
-	echo "$DEVEXCL_WORK/tree/$1"
+	echo "$DEVEXCL_WORK/tree/$(tree_name "$1")"
 }
 
 build_dir() {
-	echo "$DEVEXCL_WORK/build/$1$FLSUFFIX"
+	echo "$DEVEXCL_WORK/build/$(tree_name "$1")$FLSUFFIX"
 }
 
 # what a variant's build produced: $KIMAGE (bzImage, arm64: Image), test_hmm.ko, config, kernelrelease, series rev
