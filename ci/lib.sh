@@ -135,7 +135,7 @@ load_base() {
 		BUILD_SUITE=$DEB_SUITE
 	fi
 	# a Debian flavour of a base built from upstream's source takes the series plus the
-	# Debian patches its config assumes (FLAVOUR_SERIES: Secure Boot lockdown, module keys),
+	# Debian patches its config assumes (FLAVOUR_SERIES: Secure Boot lockdown, module keys, x32...),
 	# in a tree of its own (tree_dir); the test and bench flavours keep SERIES
 	if ! tiny_flavour && [ -n "$FLAVOUR_SERIES" ]; then
 		if [ -z "$SERIES" ] || [ ! -f "$(series_file "$FLAVOUR_SERIES")" ]; then
