@@ -810,6 +810,23 @@ hold_lock() {
 	fi
 }
 
+# apt_file_uri {source|binary} PACKAGE=VERSION FILE LOG: "URI SHA256:<sha>" of FILE of
+# that source package (apt-get source --print-uris) or binary package (apt-get download
+# --print-uris) in the indexes of $APT_CONFIG (ci/host/apt-setup); nothing when they list
+# no such file. apt's output is appended to LOG.
+apt_file_uri() {
+	_au=$(mktemp -d) || return 1
+	case $1 in
+	source) (cd "$_au" && apt-get source --print-uris --only-source "$2") >"$_au/out" 2>&1 || true ;;
+	binary) (cd "$_au" && apt-get download --print-uris "$2") >"$_au/out" 2>&1 || true ;;
+	*) rm -rf "$_au"; die "apt_file_uri" "unknown package kind '$1' (source or binary)" ;;
+	esac
+	cat "$_au/out" >>"$4"
+	# (apt's line of FILE: 'URI' FILE SIZE SHA256:<sha>)
+	awk -v f="$3" '$2 == f { gsub(/'"'"'/, "", $1); print $1, $4; exit }' "$_au/out"
+	rm -rf "$_au"
+}
+
 # abs_url WHAT NAME VALUE: VALUE without a trailing /; an error naming the setting NAME
 # when it is not an absolute http(s) or file:/// URL (call as x=$(abs_url ...) || exit 1)
 abs_url() {
