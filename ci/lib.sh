@@ -135,8 +135,10 @@ load_base() {
 		BUILD_SUITE=$DEB_SUITE
 	fi
 	# a Debian flavour of a base built from upstream's source takes the series plus the
-	# Debian patches its config assumes (FLAVOUR_SERIES: Secure Boot lockdown, module keys, x32...),
-	# in a tree of its own (tree_dir); the test and bench flavours keep SERIES
+	# Debian patches its config assumes (FLAVOUR_SERIES: Debian's DFSG fixes, lockdown,
+	# module keys, x32...), in a tree of its own (tree_dir); the test and bench flavours keep SERIES
+	[ -z "$FLAVOUR_SERIES" ] || [ -n "$DEB_FLAVOURS" ] ||
+		die "base $1" "bases/$1: FLAVOUR_SERIES=$FLAVOUR_SERIES, but no DEB_FLAVOURS: no flavour would build that series"
 	if ! tiny_flavour && [ -n "$FLAVOUR_SERIES" ]; then
 		if [ -z "$SERIES" ] || [ ! -f "$(series_file "$FLAVOUR_SERIES")" ]; then
 			die "base $1" "bases/$1: FLAVOUR_SERIES=$FLAVOUR_SERIES names no series/$FLAVOUR_SERIES.series (or SERIES is empty)"
