@@ -137,7 +137,18 @@ load_base() {
 	# a Debian flavour of a base built from upstream's source takes the series plus the
 	# Debian patches its config assumes (FLAVOUR_SERIES: Debian's DFSG fixes, lockdown,
 	# module keys, x32...), in a tree of its own (tree_dir); the test and bench flavours keep SERIES
-	[ -z "$FLAVOUR_SERIES" ] || [ -n "$DEB_FLAVOURS" ] ||
+	# DEB_FLAVOURS: "<flavour>:<sha256 of its linux-headers .deb>" ...
+	_nf=0
+	for _x in $DEB_FLAVOURS; do
+		_nf=$((_nf + 1))
+		case ${_x%%:*} in
+		'' | test | bench | *[!a-z0-9-]*)
+			die "base $1" "bases/$1: DEB_FLAVOURS entry '$_x': '${_x%%:*}' is not a Debian flavour name (test and bench are ours)" ;;
+		esac
+		echo "${_x#*:}" | grep -qxE '[0-9a-f]{64}' ||
+			die "base $1" "bases/$1: DEB_FLAVOURS entry '$_x' is not <flavour>:<sha256>"
+	done
+	[ -z "$FLAVOUR_SERIES" ] || [ "$_nf" -gt 0 ] ||
 		die "base $1" "bases/$1: FLAVOUR_SERIES=$FLAVOUR_SERIES, but no DEB_FLAVOURS: no flavour would build that series"
 	if ! tiny_flavour && [ -n "$FLAVOUR_SERIES" ]; then
 		if [ -z "$SERIES" ] || [ ! -f "$(series_file "$FLAVOUR_SERIES")" ]; then
@@ -284,6 +295,11 @@ tiny_flavour() {
 # the test config, then configs/bench.config turning its debug options off
 BENCH_CONFIGS="feature test-debug bench"
 FLSUFFIX=$FLSUFFIX$ARSUFFIX
+# DEVEXCL_BUILD_TAG=TAG: a build directory (and configure's copy of the signing key) kept
+# apart from the regular one of the same base and flavour, named with ".TAG" (ci/run-base
+# configures the Debian flavours this way: a make deb build in the same work directory is
+# never touched)
+BUILD_TAG=${DEVEXCL_BUILD_TAG:+.$DEVEXCL_BUILD_TAG}
 
 # One source tree and one build directory per base (and per flavour other than test):
 # the patched variant is the stock tree with the series pushed in place, so its build is
@@ -305,7 +321,7 @@ tree_dir() {
 }
 
 build_dir() {
-	echo "$DEVEXCL_WORK/build/$(tree_name "$1")$FLSUFFIX"
+	echo "$DEVEXCL_WORK/build/$(tree_name "$1")$FLSUFFIX$BUILD_TAG"
 }
 
 # what a variant's build produced: $KIMAGE (bzImage, arm64: Image), test_hmm.ko, config, kernelrelease, series rev
@@ -817,7 +833,8 @@ hold_lock() {
 # --print-uris) in the indexes of $APT_CONFIG (ci/host/apt-setup); nothing when they list
 # no such file. apt's output is appended to LOG.
 apt_file_uri() {
-	_au=$(mktemp -d) || return 1
+	{ mkdir -p "$DEVEXCL_WORK/tmp" && _au=$(mktemp -d "$DEVEXCL_WORK/tmp/apt-uri.XXXXXX"); } ||
+		die "apt_file_uri" "cannot make a temporary directory in $DEVEXCL_WORK/tmp"
 	case $1 in
 	source) (cd "$_au" && apt-get source --print-uris --only-source "$2") >"$_au/out" 2>&1 || true ;;
 	binary) (cd "$_au" && apt-get download --print-uris "$2") >"$_au/out" 2>&1 || true ;;
