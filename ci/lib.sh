@@ -617,6 +617,15 @@ is_elf() {
 	[ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]
 }
 
+# copy_libs BIN ROOT: copy the shared libraries BIN links (ldd's absolute paths, the
+# dynamic loader among them) from this host to the same paths under ROOT; fails when one
+# cannot be copied
+copy_libs() {
+	for _lib in $(ldd "$1" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' | sort -u); do
+		mkdir -p "$2$(dirname "$_lib")" && cp -L "$_lib" "$2$_lib" || return 1
+	done
+}
+
 # module_plain KO OUT: the module KO, decompressed when it is .ko.xz/.zst/.gz (Debian 13
 # compresses its modules), into OUT
 module_plain() {
