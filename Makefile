@@ -59,6 +59,7 @@ help:
 	@echo "make xgpu-deb                the xgpu-dkms and xgpu-tools packages (lintian-checked)"
 	@echo "make secureboot-check BASE=debian11 FLAVOUR=cloud-amd64   our packages signed with the test firmware's key, booted with"
 	@echo "                             Secure Boot enforced (OVMF snakeoil): lockdown, module signatures; BASE=debian11-kernel: Debian's own (control)"
+	@echo "                             TRUST=mok: make deb's packages (vendor key), enrolled with mokutil + MokManager first"
 	@echo "make nvidia-check BASE=6.1.176 FLAVOUR=cloud-amd64   NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS"
 	@echo "                             against our packages: UVM HMM on, page API, symbols resolved; BASE=debian12-kernel: Debian's own (control)"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
@@ -138,14 +139,21 @@ upgrade-test-rpm: deps
 # builds our packages signed with the key the test firmware trusts (Debian's ovmf snakeoil
 # key, whose private half is public, in place of a fleet's vendor key) into
 # out/secureboot/ (never out/deb/, where release packages go) and boots them;
-# BASE=debian11-kernel: Debian's own image, the control (CI runs it)
+# BASE=debian11-kernel: Debian's own image, the control (CI runs it).
+# TRUST=mok: make deb's own packages (out/deb/, the vendor key: SIGN_KEY/SIGN_CERT or the
+# cached test key), which the firmware does not trust until devexcl-signing-cert is
+# enrolled as a Machine Owner Key from Debian's signed kernel, as README.Debian says
 SB_OUT := $(CURDIR)/out/secureboot
 secureboot-check: deps
 	@[ -n "$(BASE)" ] || { echo "error: secureboot-check: name the kernel: BASE=debian11 FLAVOUR=cloud-amd64, or BASE=debian11-kernel (Debian's own, the control)" >&2; exit 2; }
-	@if grep -q '^BASE_KIND=debian-kernel' bases/$(BASE) 2>/dev/null; then :; \
+	@case "$(TRUST)" in ""|db|mok) ;; *) echo "error: secureboot-check: TRUST=$(TRUST): db (packages signed with the firmware's key, the default) or mok (make deb's vendor key, enrolled as a MOK)" >&2; exit 2 ;; esac
+	@if grep -q '^BASE_KIND=debian-kernel' bases/$(BASE) 2>/dev/null; then \
+		[ "$(TRUST)" != mok ] || { echo "error: secureboot-check: TRUST=mok checks our packages: $(BASE) is Debian's own kernel" >&2; exit 2; }; \
 	elif [ "$(FLAVOUR)" = test ]; then echo "error: secureboot-check: BASE=$(BASE) needs FLAVOUR=<Debian flavour> (the test config has no EFI stub)" >&2; exit 2; \
+	elif [ "$(TRUST)" = mok ]; then $(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR); \
 	else key=$$(sh ci/6-package/secureboot-key) && $(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR) SIGN_KEY=$$key SIGN_CERT=/usr/share/ovmf/PkKek-1-snakeoil.pem DEVEXCL_OUT=$(SB_OUT); fi
-	DEVEXCL_OUT=$(SB_OUT) sh ci/6-package/secureboot-check $(BASE)
+	@if [ "$(TRUST)" = mok ]; then DEVEXCL_SB_TRUST=mok sh ci/6-package/secureboot-check $(BASE); \
+	else DEVEXCL_OUT=$(SB_OUT) sh ci/6-package/secureboot-check $(BASE); fi
 
 # NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS against a kernel
 # (ci/6-package/nvidia-check): BASE=<source base> FLAVOUR=<Debian flavour> makes our packages first
