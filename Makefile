@@ -153,7 +153,7 @@ secureboot-check: deps
 	elif [ "$(TRUST)" = mok ]; then $(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR); \
 	else key=$$(sh ci/6-package/secureboot-key) && $(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR) SIGN_KEY=$$key SIGN_CERT=/usr/share/ovmf/PkKek-1-snakeoil.pem DEVEXCL_OUT=$(SB_OUT); fi
 	@if [ "$(TRUST)" = mok ]; then DEVEXCL_SB_TRUST=mok sh ci/6-package/secureboot-check $(BASE); \
-	else DEVEXCL_OUT=$(SB_OUT) sh ci/6-package/secureboot-check $(BASE); fi
+	else DEVEXCL_SB_TRUST=db DEVEXCL_OUT=$(SB_OUT) sh ci/6-package/secureboot-check $(BASE); fi
 
 # NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS against a kernel
 # (ci/6-package/nvidia-check): BASE=<source base> FLAVOUR=<Debian flavour> makes our packages first
