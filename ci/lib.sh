@@ -909,6 +909,16 @@ checks_summary() {
 	[ "$_nf" -eq 0 ]
 }
 
+# upgrade_next_kept NEXT_OUT NAME N1 REV: whether NEXT_OUT holds release N1 (series
+# revision REV) of NAME (<base>-<flavour>) as ci/6-package/upgrade-test-deb builds it: the
+# one linux-image package, its ABI report against N and a certificate package
+upgrade_next_kept() {
+	_img=$(find "$1/deb/$2" -maxdepth 1 -name 'linux-image-[0-9]*.deb' ! -name '*-dbg_*' 2>/dev/null)
+	[ -n "$_img" ] && [ "$(echo "$_img" | wc -l)" -eq 1 ] || return 1
+	case $(dpkg-deb -f "$_img" Version 2>/dev/null) in *"-devexcl.r$3+$4") ;; *) return 1 ;; esac
+	[ -f "$1/abi/$2-vs-previous.json" ] && ls "$1"/deb/cert/*.deb >/dev/null 2>&1
+}
+
 # xgpu_source_tar DIR: the sources of xgpu/ (no build outputs) as a tar on stdout, under
 # the directory name DIR: what the .deb and RPM builds start from
 xgpu_source_tar() {
