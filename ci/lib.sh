@@ -909,14 +909,37 @@ checks_summary() {
 	[ "$_nf" -eq 0 ]
 }
 
-# upgrade_next_kept NEXT_OUT NAME N1 REV: whether NEXT_OUT holds release N1 (series
-# revision REV) of NAME (<base>-<flavour>) as ci/6-package/upgrade-test-deb builds it: the
-# one linux-image package, its ABI report against N and a certificate package
+# upgrade_next_stamp OUT NAME: one hash of release N's packages in OUT (make deb's
+# kernel packages of NAME, <base>-<flavour>, and the certificate package): what release
+# N+1 was built from, as ci/6-package/upgrade-test-deb keeps it between runs
+upgrade_next_stamp() {
+	_fs=$(find "$1/deb/$2" "$1/deb/cert" -maxdepth 1 -name '*.deb' 2>/dev/null | sort)
+	[ -n "$_fs" ] || return 1
+	# (a file's name and contents; not its directory, which differs between checkouts)
+	echo "$_fs" | while read -r _f; do
+		printf '%s %s\n' "$(sha256sum <"$_f" | cut -d' ' -f1)" "${_f#"$1"/}"
+	done | sha256sum | cut -c1-16
+}
+
+# upgrade_next_built NEXT_OUT NAME OUT: record in NEXT_OUT that its release N+1 of NAME was
+# built from release N's packages in OUT as they are now
+upgrade_next_built() {
+	_st=$(upgrade_next_stamp "$3" "$2") ||
+		die "upgrade test $2" "no packages of release N in $3/deb/$2 to record N+1 as built from"
+	echo "$_st" >"$1/.built-from"
+}
+
+# upgrade_next_kept NEXT_OUT NAME N1 REV OUT: whether NEXT_OUT holds release N1 (series
+# revision REV) of NAME as ci/6-package/upgrade-test-deb builds it (the one linux-image
+# package, its ABI report against N, a certificate package), built from release N's
+# packages in OUT as they are now (upgrade_next_built): N rebuilt at the same release
+# number (another key, config or base) needs its N+1 rebuilt too
 upgrade_next_kept() {
 	_img=$(find "$1/deb/$2" -maxdepth 1 -name 'linux-image-[0-9]*.deb' ! -name '*-dbg_*' 2>/dev/null)
 	[ -n "$_img" ] && [ "$(echo "$_img" | wc -l)" -eq 1 ] || return 1
 	case $(dpkg-deb -f "$_img" Version 2>/dev/null) in *"-devexcl.r$3+$4") ;; *) return 1 ;; esac
-	[ -f "$1/abi/$2-vs-previous.json" ] && ls "$1"/deb/cert/*.deb >/dev/null 2>&1
+	[ -f "$1/abi/$2-vs-previous.json" ] && ls "$1"/deb/cert/*.deb >/dev/null 2>&1 || return 1
+	_st=$(upgrade_next_stamp "$5" "$2") && [ "$(cat "$1/.built-from" 2>/dev/null)" = "$_st" ]
 }
 
 # xgpu_source_tar DIR: the sources of xgpu/ (no build outputs) as a tar on stdout, under
