@@ -909,6 +909,43 @@ checks_summary() {
 	[ "$_nf" -eq 0 ]
 }
 
+# signing_copy: configure's copy of the vendor key and certificate for a Debian flavour's
+# module signing (its .config's MODULE_SIG_KEY; ci/lib.sh module_sig_pem), read by the
+# kernel build and by packaging (modules_install signs). It lives from configure to the end
+# of packaging (ci/6-package/build-deb removes it), and configure, build-kernel and
+# build-deb remove it when they fail or are stopped by a signal they can catch
+# (drop_signing_copy_on_failure): a vendor's private key is not left in a work directory
+# (a CI cache, a tarball for a bug report). SIGKILL leaves it, until the next build-deb.
+signing_copy() {
+	echo "$DEVEXCL_WORK/signing/$BASE_NAME$FLSUFFIX$BUILD_TAG.pem"
+}
+
+# drop_signing_copy_on_failure: an EXIT trap for the steps that read the copy (configure,
+# build-kernel, build-deb; set right after load_base, before any check that can fail):
+# removes it when the step exits non-zero. HUP (a closed ssh session), INT, QUIT, TERM
+# and PIPE exit through it (129, 130, 131, 143, 141), once the command running then has
+# ended (at a terminal it got the signal too; a signal sent to the script alone waits for
+# it). A signal ignored when the script started (SIGINT in a background job of a
+# non-interactive shell) cannot be caught, and does not stop the step either.
+drop_signing_copy_on_failure() {
+	trap '_rc=$?; [ "$_rc" -eq 0 ] || rm -f "$(signing_copy)" "$(signing_copy).tmp"; exit "$_rc"' EXIT
+	trap 'exit 129' HUP
+	trap 'exit 130' INT
+	trap 'exit 131' QUIT
+	trap 'exit 141' PIPE
+	trap 'exit 143' TERM
+}
+
+# need_signing_copy WHAT OUT: for a build directory OUT whose .config signs modules with
+# configure's copy of the key (signing_copy), die naming the cause when the copy is gone
+# (a failed or interrupted step removed it; make deb configures again)
+need_signing_copy() {
+	_sk=$(sed -n 's/^CONFIG_MODULE_SIG_KEY="\(.*\)"$/\1/p' "$2/.config" 2>/dev/null)
+	[ "$_sk" = "$(signing_copy)" ] || return 0
+	[ -f "$_sk" ] ||
+		die "$1" "the copy of the signing key its .config names ($_sk) is gone (build-deb removes it after packaging, a failed or interrupted step removes it): run ci/3-configure/configure again (make deb does)"
+}
+
 # upgrade_next_stamp OUT NAME: one hash of release N's packages in OUT (make deb's
 # kernel packages of NAME, <base>-<flavour>, and the certificate package): what release
 # N+1 was built from, as ci/6-package/upgrade-test-deb keeps it between runs
