@@ -946,37 +946,48 @@ need_signing_copy() {
 		die "$1" "the copy of the signing key its .config names ($_sk) is gone (build-deb removes it after packaging, a failed or interrupted step removes it): run ci/3-configure/configure again (make deb does)"
 }
 
-# upgrade_next_stamp OUT NAME: one hash of release N's packages in OUT (make deb's
-# kernel packages of NAME, <base>-<flavour>, and the certificate package): what release
-# N+1 was built from, as ci/6-package/upgrade-test-deb keeps it between runs
+# upgrade_next_stamp OUT NAME: one hash of what release N's packages in OUT were built
+# from, as far as release N+1 of the same tree depends on it (ci/6-package/upgrade-test-deb
+# keeps N+1 between runs while it matches): the kernel package's name and version (base,
+# release number, series revision), the kernel's config in it, and the certificate of the
+# signing key in the certificate package. Not the packages' bytes: each make deb gives
+# new ones (dates, signatures) from the same inputs.
 upgrade_next_stamp() {
-	_fs=$(find "$1/deb/$2" "$1/deb/cert" -maxdepth 1 -name '*.deb' 2>/dev/null | sort)
-	[ -n "$_fs" ] || return 1
-	# (a file's name and contents; not its directory, which differs between checkouts)
-	echo "$_fs" | while read -r _f; do
-		printf '%s %s\n' "$(sha256sum <"$_f" | cut -d' ' -f1)" "${_f#"$1"/}"
-	done | sha256sum | cut -c1-16
+	_img=$(find "$1/deb/$2" -maxdepth 1 -name 'linux-image-[0-9]*.deb' ! -name '*-dbg_*' 2>/dev/null)
+	_crt=$(find "$1/deb/cert" -maxdepth 1 -name 'devexcl-signing-cert_*.deb' 2>/dev/null)
+	[ -n "$_img" ] && [ -n "$_crt" ] || return 1
+	[ "$(printf '%s\n' "$_img" | wc -l)" -eq 1 ] && [ "$(printf '%s\n' "$_crt" | wc -l)" -eq 1 ] || return 1
+	_t=$(mktemp) || return 1
+	if dpkg-deb -f "$_img" Package Version >"$_t" 2>/dev/null &&
+		dpkg-deb --fsys-tarfile "$_img" 2>/dev/null | tar -xOf - --wildcards './boot/config-*' >>"$_t" 2>/dev/null &&
+		dpkg-deb --fsys-tarfile "$_crt" 2>/dev/null |
+		tar -xOf - ./usr/share/devexcl-signing-cert/devexcl-signing.der >>"$_t" 2>/dev/null; then
+		sha256sum <"$_t" | cut -c1-16
+		rm -f "$_t"
+	else
+		rm -f "$_t"
+		return 1
+	fi
 }
 
-# upgrade_next_built NEXT_OUT NAME OUT: record in NEXT_OUT that its release N+1 of NAME was
-# built from release N's packages in OUT as they are now
+# upgrade_next_built NEXT_OUT NAME STAMP: record in NEXT_OUT that its release N+1 of NAME
+# was built from the release N upgrade_next_stamp gave STAMP for (taken before the build)
 upgrade_next_built() {
-	_st=$(upgrade_next_stamp "$3" "$2") ||
-		die "upgrade test $2" "no packages of release N in $3/deb/$2 to record N+1 as built from"
-	echo "$_st" >"$1/.built-from"
+	echo "$3" >"$1/.built-from"
 }
 
-# upgrade_next_kept NEXT_OUT NAME N1 REV OUT: whether NEXT_OUT holds release N1 (series
+# upgrade_next_kept NEXT_OUT NAME N1 REV STAMP: whether NEXT_OUT holds release N1 (series
 # revision REV) of NAME as ci/6-package/upgrade-test-deb builds it (the one linux-image
-# package, its ABI report against N, a certificate package), built from release N's
-# packages in OUT as they are now (upgrade_next_built): N rebuilt at the same release
-# number (another key, config or base) needs its N+1 rebuilt too
+# package, its ABI report against N, a certificate package), built from the release N
+# upgrade_next_stamp gives STAMP for (as upgrade_next_built recorded it):
+# N rebuilt at the same release number with another key, config or base needs its N+1
+# rebuilt too
 upgrade_next_kept() {
 	_img=$(find "$1/deb/$2" -maxdepth 1 -name 'linux-image-[0-9]*.deb' ! -name '*-dbg_*' 2>/dev/null)
 	[ -n "$_img" ] && [ "$(echo "$_img" | wc -l)" -eq 1 ] || return 1
 	case $(dpkg-deb -f "$_img" Version 2>/dev/null) in *"-devexcl.r$3+$4") ;; *) return 1 ;; esac
 	[ -f "$1/abi/$2-vs-previous.json" ] && ls "$1"/deb/cert/*.deb >/dev/null 2>&1 || return 1
-	_st=$(upgrade_next_stamp "$5" "$2") && [ "$(cat "$1/.built-from" 2>/dev/null)" = "$_st" ]
+	[ -n "$5" ] && [ "$(cat "$1/.built-from" 2>/dev/null)" = "$5" ]
 }
 
 # xgpu_source_tar DIR: the sources of xgpu/ (no build outputs) as a tar on stdout, under
