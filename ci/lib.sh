@@ -946,6 +946,12 @@ need_signing_copy() {
 		die "$1" "the copy of the signing key its .config names ($_sk) is gone (build-deb removes it after packaging, a failed or interrupted step removes it): run ci/3-configure/configure again (make deb does)"
 }
 
+# image_debs DIR: the kernel image packages make deb put in DIR, one a line
+# (linux-image-<release>_*.deb; not the -dbg package, nor the metapackages)
+image_debs() {
+	find "$1" -maxdepth 1 -name 'linux-image-[0-9]*.deb' ! -name '*-dbg_*' 2>/dev/null
+}
+
 # upgrade_next_stamp OUT NAME: one hash of what release N's packages in OUT were built
 # from, as far as release N+1 of the same tree depends on it (ci/6-package/upgrade-test-deb
 # keeps N+1 between runs while it matches): the kernel package's name and version (base,
@@ -953,7 +959,7 @@ need_signing_copy() {
 # signing key in the certificate package. Not the packages' bytes: each make deb gives
 # new ones (dates, signatures) from the same inputs.
 upgrade_next_stamp() {
-	_img=$(find "$1/deb/$2" -maxdepth 1 -name 'linux-image-[0-9]*.deb' ! -name '*-dbg_*' 2>/dev/null)
+	_img=$(image_debs "$1/deb/$2")
 	_crt=$(find "$1/deb/cert" -maxdepth 1 -name 'devexcl-signing-cert_*.deb' 2>/dev/null)
 	[ -n "$_img" ] && [ -n "$_crt" ] || return 1
 	[ "$(printf '%s\n' "$_img" | wc -l)" -eq 1 ] && [ "$(printf '%s\n' "$_crt" | wc -l)" -eq 1 ] || return 1
@@ -983,7 +989,7 @@ upgrade_next_built() {
 # N rebuilt at the same release number with another key, config or base needs its N+1
 # rebuilt too
 upgrade_next_kept() {
-	_img=$(find "$1/deb/$2" -maxdepth 1 -name 'linux-image-[0-9]*.deb' ! -name '*-dbg_*' 2>/dev/null)
+	_img=$(image_debs "$1/deb/$2")
 	[ -n "$_img" ] && [ "$(echo "$_img" | wc -l)" -eq 1 ] || return 1
 	case $(dpkg-deb -f "$_img" Version 2>/dev/null) in *"-devexcl.r$3+$4") ;; *) return 1 ;; esac
 	[ -f "$1/abi/$2-vs-previous.json" ] && ls "$1"/deb/cert/*.deb >/dev/null 2>&1 || return 1
