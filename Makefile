@@ -36,7 +36,7 @@ endif
 FLAVOUR ?= test
 export FLAVOUR
 
-.PHONY: help bases deps fetch kernel bench bench-profile deb source-deb source-deb-check repo upgrade-test rpm install-test-rpm upgrade-test-rpm secureboot-check nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
+.PHONY: help bases deps fetch kernel bench bench-profile deb source-deb source-deb-check repo upgrade-test rpm install-test-rpm upgrade-test-rpm secureboot-check deploy-test nvidia-check xgpu-deb check matrix report lava-jobs page-check results generate bisect-check checkpatch shellcheck selftest clean
 
 help:
 	@echo "make deb                     main job: Debian 11's kernel (base $(DEB_DEFAULT_BASE)) + the series, Debian's $(DEB_DEFAULT_FLAVOUR) config + the feature, packaged (.deb)"
@@ -60,6 +60,8 @@ help:
 	@echo "make secureboot-check BASE=debian11 FLAVOUR=cloud-amd64   our packages signed with the test firmware's key, booted with"
 	@echo "                             Secure Boot enforced (OVMF snakeoil): lockdown, module signatures; BASE=debian11-kernel: Debian's own (control)"
 	@echo "                             TRUST=mok: make deb's packages (vendor key), enrolled with mokutil + MokManager first"
+	@echo "make deploy-test [BASE=debian11 FLAVOUR=...]   what make matrix runs of deployment (about 4 h here): make deb's packages upgraded N -> N+1,"
+	@echo "                             Secure Boot with the vendor key as a MOK and with the firmware's key, the flavour's RPMs (doc/packages.md)"
 	@echo "make nvidia-check BASE=6.1.176 FLAVOUR=cloud-amd64   NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS"
 	@echo "                             against our packages: UVM HMM on, page API, symbols resolved; BASE=debian12-kernel: Debian's own (control)"
 	@echo "make check [BASE=...]        the tests: every base (or one), stock and patched, THP always+never"
@@ -154,6 +156,12 @@ secureboot-check: deps
 	else key=$$(sh ci/6-package/secureboot-key) && $(MAKE) deb BASE=$(BASE) FLAVOUR=$(FLAVOUR) SIGN_KEY=$$key SIGN_CERT=/usr/share/ovmf/PkKek-1-snakeoil.pem DEVEXCL_OUT=$(SB_OUT); fi
 	@if [ "$(TRUST)" = mok ]; then DEVEXCL_SB_TRUST=mok sh ci/6-package/secureboot-check $(BASE); \
 	else DEVEXCL_SB_TRUST=db DEVEXCL_OUT=$(SB_OUT) sh ci/6-package/secureboot-check $(BASE); fi
+
+# The deployment tests make matrix runs (ci/6-package/deploy-test), alone: BASE (default: the
+# bases ci/matrix gives a DEPLOY_TEST flavour) in that flavour (or FLAVOUR=...): make deb's
+# packages, make upgrade-test, make secureboot-check TRUST=mok and TRUST=db, make rpm
+deploy-test: deps
+	sh ci/6-package/deploy-test $(BASE)
 
 # NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS against a kernel
 # (ci/6-package/nvidia-check): BASE=<source base> FLAVOUR=<Debian flavour> makes our packages first

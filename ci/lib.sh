@@ -909,6 +909,67 @@ checks_summary() {
 	[ "$_nf" -eq 0 ]
 }
 
+# phase NAME: a line "END SECONDS LANE:NAME" in phases.txt at the end of phase NAME of a
+# run (ci/check, and the scripts it runs that write phases: ci/6-package/deploy-test): its
+# end (seconds since the start of the run, DEVEXCL_T0) and its length (since the lane's
+# previous phase ended, phase_prev; at first since this script started); ci/7-report/report
+# prints them. Lanes run at once, so the lengths add up to more than the run took: its
+# time is the last END.
+lane_name=${lane_name:-}
+phase_prev=$(($(date +%s) - DEVEXCL_T0))
+phase() {
+	_end=$(($(date +%s) - DEVEXCL_T0))
+	printf '%s %s %s%s\n' "$_end" "$((_end - phase_prev))" "${lane_name:+$lane_name:}" "$1" >>"$DEVEXCL_OUT/phases.txt"
+	phase_prev=$_end
+}
+
+# pkgtry NAME NOTE COMMAND...: run a packaging step, record it; 1 when it failed
+pkgtry() {
+	n=$1
+	note=$2
+	shift 2
+	if run_step "$@"; then
+		record pass "$n" "$note"
+		return 0
+	fi
+	record fail "$n" "$step_why"
+	return 1
+}
+
+# has_record STATUS NAME: checks.txt has check NAME (the whole name) with STATUS
+has_record() {
+	awk -v s="$1" -v n="$2" '$1 == s && $2 == n { f = 1 } END { exit !f }' "$DEVEXCL_OUT/checks.txt" 2>/dev/null
+}
+
+# pin_release: DEVEXCL_RELEASE set and exported to the release number (release_number: the
+# commit count), once for a run that builds for hours (make matrix, make deploy-test): a
+# commit made meanwhile must not give one run's packages two numbers (configure's kernel
+# release and build-deb's version read it each); when it cannot be known here, each
+# packaging step says why
+pin_release() {
+	# (its error, when it has one, is not this run's: no DEVEXCL_ERRFILE)
+	if [ -z "${DEVEXCL_RELEASE:-}" ] && _rn=$(DEVEXCL_ERRFILE="" release_number_quiet); then
+		DEVEXCL_RELEASE=$_rn
+		export DEVEXCL_RELEASE
+	fi
+}
+
+release_number_quiet() {
+	release_number 2>/dev/null
+}
+
+# flavour_debs BASE FLAVOUR [VAR=VALUE...]: BASE's patched kernel packages in Debian's
+# FLAVOUR config (VAR=VALUE: more environment for the steps)
+flavour_debs() {
+	_fb=$1
+	_ff=$2
+	shift 2
+	for _fs in 2-apply/apply 3-configure/configure 4-build/build-kernel; do
+		env FLAVOUR="$_ff" "$@" sh "$TOP/ci/$_fs" "$_fb" patched || return 1
+	done
+	env FLAVOUR="$_ff" "$@" sh "$TOP/ci/6-package/build-deb" "$_fb"
+}
+
 # signing_copy: configure's copy of the vendor key and certificate for a Debian flavour's
 # module signing (its .config's MODULE_SIG_KEY; ci/lib.sh module_sig_pem), read by the
 # kernel build and by packaging (modules_install signs). It lives from configure to the end
