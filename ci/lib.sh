@@ -1057,6 +1057,21 @@ upgrade_next_kept() {
 	[ -n "$5" ] && [ "$(cat "$1/.built-from" 2>/dev/null)" = "$5" ]
 }
 
+# rpm_next_inputs BASE: one hash of what ci/6-package/upgrade-test-rpm's release N+1 of
+# BASE's RPMs is built from besides the series (whose revision is in its release): a
+# rebuild when any of it changed
+rpm_next_inputs() {
+	(cd "$TOP" && cat specs/kernel-devexcl.spec configs/feature.config configs/test-debug.config \
+		configs/test-debug-x86_64.config ci/6-package/build-rpm) | sha256sum | cut -c1-16
+}
+
+# rpm_next_kept DIR VERSION N1 REV INPUTS: whether DIR holds release N1 (series revision
+# REV) of the kernel RPMs built from INPUTS (rpm_next_inputs, recorded in DIR/.inputs)
+rpm_next_kept() {
+	find "$1" -maxdepth 1 -name "kernel-devexcl-[0-9]*-$3.devexcl.$4.*.rpm" 2>/dev/null | grep -q . &&
+		[ "$(cat "$1/.inputs" 2>/dev/null)" = "$5" ]
+}
+
 # xgpu_source_tar DIR: the sources of xgpu/ (no build outputs) as a tar on stdout, under
 # the directory name DIR: what the .deb and RPM builds start from
 xgpu_source_tar() {
