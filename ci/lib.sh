@@ -1058,17 +1058,20 @@ upgrade_next_kept() {
 }
 
 # rpm_next_inputs BASE: one hash of what ci/6-package/upgrade-test-rpm's release N+1 of
-# BASE's RPMs is built from besides the series (whose revision is in its release): a
-# rebuild when any of it changed
+# BASE's RPMs is built from besides the series (whose revision is in its release): the
+# spec, the test config, build-rpm and the base's file (its tarball, its Debian patches):
+# a rebuild when any of it changed
 rpm_next_inputs() {
 	(cd "$TOP" && cat specs/kernel-devexcl.spec configs/feature.config configs/test-debug.config \
-		configs/test-debug-x86_64.config ci/6-package/build-rpm) | sha256sum | cut -c1-16
+		configs/test-debug-x86_64.config ci/6-package/build-rpm "bases/$1") | sha256sum | cut -c1-16
 }
 
 # rpm_next_kept DIR VERSION N1 REV INPUTS: whether DIR holds release N1 (series revision
-# REV) of the kernel RPMs built from INPUTS (rpm_next_inputs, recorded in DIR/.inputs)
+# REV) of the kernel RPMs of version VERSION (release N's: a Debian base such as debian11
+# moves to Debian's next kernel under the same name) built from INPUTS (rpm_next_inputs,
+# recorded in DIR/.inputs)
 rpm_next_kept() {
-	find "$1" -maxdepth 1 -name "kernel-devexcl-[0-9]*-$3.devexcl.$4.*.rpm" 2>/dev/null | grep -q . &&
+	find "$1" -maxdepth 1 -name "kernel-devexcl-$2-$3.devexcl.$4.*.rpm" 2>/dev/null | grep -q . &&
 		[ "$(cat "$1/.inputs" 2>/dev/null)" = "$5" ]
 }
 
