@@ -60,7 +60,7 @@ help:
 	@echo "make secureboot-check BASE=debian11 FLAVOUR=cloud-amd64   our packages signed with the test firmware's key, booted with"
 	@echo "                             Secure Boot enforced (OVMF snakeoil): lockdown, module signatures; BASE=debian11-kernel: Debian's own (control)"
 	@echo "                             TRUST=mok: make deb's packages (vendor key), enrolled with mokutil + MokManager first"
-	@echo "make deploy-test [BASE=debian11 FLAVOUR=...]   what make matrix runs of deployment (about 4 h here): make deb's packages upgraded N -> N+1,"
+	@echo "make deploy-test [BASE=debian11 FLAVOUR=...]   what make matrix runs of deployment (about 4 h here, cold): make deb's packages upgraded N -> N+1,"
 	@echo "                             Secure Boot with the vendor key as a MOK and with the firmware's key, the flavour's RPMs (doc/packages.md)"
 	@echo "make nvidia-check BASE=6.1.176 FLAVOUR=cloud-amd64   NVIDIA's open modules (Debian's nvidia-open-kernel-dkms) built by DKMS"
 	@echo "                             against our packages: UVM HMM on, page API, symbols resolved; BASE=debian12-kernel: Debian's own (control)"
